@@ -1,0 +1,12 @@
+"""Test setup: point the data variable at ../shared/data (as CI does) unless it is already set."""
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SHARED_DATA = REPO.parent / "shared" / "data"
+if "VAE_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
+    os.environ["VAE_DATA_DIR"] = str(SHARED_DATA)

@@ -1,0 +1,397 @@
+"""Unit tests of shared_utils on data the tests write themselves."""
+
+import gzip
+import hashlib
+import http.server
+import json
+import math
+import os
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHARED_DATA
+from torch.distributions import Normal
+
+import shared_utils as su
+
+RNG = np.random.default_rng(0)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode a uint8 array in IDX: two zero bytes, type 0x08, ndim, big-endian dims, data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def make_split(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n, dtype=np.uint8)
+
+
+def write_dataset(folder: Path, n_train=30, n_test=20, gz=False, layout="flat", name="mnist") -> dict:
+    """Write the four IDX files; return the arrays written."""
+    target = folder if layout == "flat" else folder / su.DATASETS[name]["folder"] / "raw"
+    target.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images, labels = make_split(n, seed=n)
+        arrays[split] = (images, labels)
+        for filename, array in zip(su.SPLIT_FILES[split], (images, labels), strict=True):
+            data = idx_bytes(array)
+            if gz:
+                (target / f"{filename}.gz").write_bytes(gzip.compress(data))
+            else:
+                (target / filename).write_bytes(data)
+    return arrays
+
+
+# --- IDX parsing -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("layout", ["flat", "torchvision"])
+def test_load_split_reads_what_was_written(tmp_path, gz, layout):
+    arrays = write_dataset(tmp_path, gz=gz, layout=layout)
+    for split in ("train", "test"):
+        images, labels = su.load_split("mnist", split, tmp_path, download=False)
+        assert images.dtype == torch.uint8 and labels.dtype == torch.int64
+        assert np.array_equal(images.numpy(), arrays[split][0])
+        assert np.array_equal(labels.numpy(), arrays[split][1])
+
+
+def test_fashion_mnist_torchvision_layout(tmp_path):
+    arrays = write_dataset(tmp_path, layout="torchvision", name="fashion-mnist", gz=True)
+    images, _ = su.load_split("fashion-mnist", "test", tmp_path, download=False)
+    assert np.array_equal(images.numpy(), arrays["test"][0])
+
+
+def test_data_dir_order_argument_then_variable_then_default(tmp_path, monkeypatch):
+    monkeypatch.setenv(su.DATA_ENV_VAR, str(tmp_path / "from_env"))
+    assert su.data_root(tmp_path / "explicit") == tmp_path / "explicit"
+    assert su.data_root() == tmp_path / "from_env"
+    monkeypatch.delenv(su.DATA_ENV_VAR)
+    assert su.data_root() == Path("data")
+
+
+def corrupt(tmp_path, filename, data: bytes):
+    write_dataset(tmp_path)
+    (tmp_path / filename).write_bytes(data)
+
+
+@pytest.mark.parametrize(
+    "filename, make_bad, message",
+    [
+        ("t10k-images-idx3-ubyte", lambda good: b"\x12\x34" + good[2:], "bad magic number"),
+        ("t10k-images-idx3-ubyte", lambda good: good[:-100], "truncated"),
+        ("t10k-images-idx3-ubyte", lambda good: good + b"\x00" * 5, "longer than its header says"),
+        ("t10k-images-idx3-ubyte", lambda good: good[:6], "truncated inside the header"),
+        ("t10k-images-idx3-ubyte", lambda good: b"", "bad magic number"),
+        ("t10k-labels-idx1-ubyte", lambda good: idx_bytes(np.zeros((20, 2), np.uint8)), "2 dimensions"),
+        ("t10k-labels-idx1-ubyte", lambda good: idx_bytes(np.zeros(19, np.uint8)), "holds 20 images but"),
+        ("t10k-labels-idx1-ubyte", lambda good: idx_bytes(np.full(20, 12, np.uint8)), "outside 0-9"),
+        ("t10k-images-idx3-ubyte", lambda good: idx_bytes(np.zeros((20, 32, 32), np.uint8)), "28 x 28"),
+        ("t10k-images-idx3-ubyte", lambda good: good[:3] + b"\x09" + good[4:], "9 dimensions, expected 3"),
+        ("t10k-images-idx3-ubyte", lambda good: good[:2] + b"\x0d" + good[3:], "element type 0x0d"),
+    ],
+)
+def test_bad_files_give_clear_errors(tmp_path, filename, make_bad, message):
+    write_dataset(tmp_path)
+    good = (tmp_path / filename).read_bytes()
+    (tmp_path / filename).write_bytes(make_bad(good))
+    with pytest.raises(su.DataError, match=message) as error:
+        su.load_split("mnist", "test", tmp_path, download=False)
+    assert filename in str(error.value), "the error must name the file"
+
+
+def test_truncated_gzip_names_the_file(tmp_path):
+    write_dataset(tmp_path, gz=True)
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(su.DataError, match="cannot be read or decompressed") as error:
+        su.load_split("mnist", "test", tmp_path, download=False)
+    assert str(path) in str(error.value)
+
+
+def test_missing_files_without_download_say_how_to_fix(tmp_path):
+    with pytest.raises(su.DataError) as error:
+        su.load_split("mnist", "test", tmp_path, download=False)
+    assert "t10k-images-idx3-ubyte" in str(error.value) and su.DATA_ENV_VAR in str(error.value)
+
+
+def test_unknown_dataset_and_split():
+    with pytest.raises(ValueError, match="Unknown dataset"):
+        su.load_split("cifar", "test")
+    with pytest.raises(ValueError, match="Unknown split"):
+        su.load_split("mnist", "valid")
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs the real MNIST files in ../shared/data")
+def test_full_size_file_with_a_flipped_byte_fails_its_checksum(tmp_path):
+    for filename in su.SPLIT_FILES["test"]:
+        data = bytearray((SHARED_DATA / "MNIST" / "raw" / filename).read_bytes())
+        if "images" in filename:
+            data[5000] ^= 0xFF
+        (tmp_path / filename).write_bytes(bytes(data))
+    with pytest.raises(su.DataError, match="does not match the official"):
+        su.load_split("mnist", "test", tmp_path, download=False)
+
+
+# --- the data protocol -------------------------------------------------------------------------
+
+
+def test_load_data_splits_and_fixed_binarisation(tmp_path):
+    write_dataset(tmp_path, n_train=40, n_test=20)
+    a = su.load_data(data_dir=tmp_path, val_size=10, train_size=25, download=False)
+    b = su.load_data(data_dir=tmp_path, val_size=10, train_size=25, download=False)
+    assert a.train_x.shape == (25, 784) and a.val_x.shape == (10, 784) and a.test_x.shape == (20, 784)
+    assert 0 <= a.train_x.min() and a.train_x.max() <= 1
+    assert set(a.test_x.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(a.test_x, b.test_x) and torch.equal(a.val_x, b.val_x), "binarisation must be fixed"
+    # A smaller test_size scores a prefix of the very same bits.
+    c = su.load_data(data_dir=tmp_path, val_size=10, test_size=5, download=False)
+    assert torch.equal(c.test_x, a.test_x[:5])
+    # Pixels are binarised with their grey level as probability.
+    grey = torch.full((20000, 784), 0.3)
+    assert abs(su.fixed_binarization(grey).mean().item() - 0.3) < 0.002
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs the real MNIST files in ../shared/data")
+def test_real_mnist_statistics():
+    images, labels = su.load_split("mnist", "train", SHARED_DATA, download=False)
+    assert images.shape == (60000, 28, 28) and labels.bincount().tolist()[1] == 6742
+    x = images.float() / 255
+    assert abs(x.mean().item() - 0.1307) < 1e-4 and abs(x.std().item() - 0.3081) < 1e-4
+
+
+def test_impossible_sizes_fail_before_loading(tmp_path):
+    write_dataset(tmp_path, n_train=40)
+    with pytest.raises(ValueError, match="val_size=50"):
+        su.load_data(data_dir=tmp_path, val_size=50, download=False)
+    with pytest.raises(ValueError, match="train_size=0"):
+        su.load_data(data_dir=tmp_path, train_size=0, download=False)
+    with pytest.raises(ValueError, match="test_size=21"):
+        su.load_data(data_dir=tmp_path, val_size=10, test_size=21, download=False)
+
+
+def test_check_parameters_lists_every_problem():
+    with pytest.raises(ValueError) as error:
+        su.check_parameters(epochs=-1, batch_size=0, learning_rate=-0.1, hidden_sizes="[64]", seed=3)
+    for name in ("epochs", "batch_size", "learning_rate", "hidden_sizes"):
+        assert name in str(error.value)
+    su.check_parameters(epochs=0, batch_size=8, learning_rate=1e-3, hidden_sizes=[8, 4], train_size=None)
+
+
+def test_binarized_batches_cover_every_image_once_and_repeat_with_the_seed():
+    x = torch.rand(103, 784)
+    x[:, 0] = (torch.arange(103) % 2).float()  # probability 0 or 1: the same bit in every draw
+
+    def run(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return torch.cat(list(su.binarized_batches(x, 10, generator)))
+
+    first, again, other = run(0), run(0), run(1)
+    assert first.shape == (103, 784) and set(first.unique().tolist()) <= {0.0, 1.0}
+    assert first[:, 0].sum() == 51, "every image appears exactly once per epoch"
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_check_finite_stops_on_nan():
+    su.check_finite(torch.tensor(1.0), 0, 0)
+    with pytest.raises(FloatingPointError, match="epoch 3, step 7"):
+        su.check_finite(torch.tensor(float("nan")), 3, 7)
+
+
+def test_get_device():
+    assert su.get_device("cpu") == torch.device("cpu")
+    assert su.get_device("auto").type in ("cpu", "cuda")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            su.get_device("cuda")
+
+
+# --- download -------------------------------------------------------------------------------
+
+
+class Server:
+    """A static file server on 127.0.0.1 for one test; answers 404 for missing files."""
+
+    def __init__(self, folder: Path):
+        handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(folder), **k)  # noqa: E731
+        http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """Gzipped test-split files on a local server, with their checksums as the published ones."""
+    source = tmp_path / "server"
+    source.mkdir()
+    images, labels = make_split(20)
+    checksums = dict(su.DATASETS["mnist"]["sha256"])
+    for filename, array in zip(su.SPLIT_FILES["test"], (images, labels), strict=True):
+        data = idx_bytes(array)
+        (source / f"{filename}.gz").write_bytes(gzip.compress(data))
+        checksums[filename] = hashlib.sha256(data).hexdigest()
+    monkeypatch.setitem(su.DATASETS["mnist"], "sha256", checksums)
+    server = Server(source)
+    yield server, source, images
+    server.close()
+
+
+def test_download_success_uses_next_mirror_and_torchvision_layout(tmp_path, served):
+    server, _, images = served
+    root = tmp_path / "data"
+    missing_mirror = server.url + "nowhere/"
+    loaded, _ = su.load_split("mnist", "test", root, mirrors=[missing_mirror, server.url])
+    assert np.array_equal(loaded.numpy(), images)
+    written = sorted(p.name for p in (root / "MNIST" / "raw").iterdir())
+    assert written == sorted(su.SPLIT_FILES["test"]), "only the decompressed files, no temporary leftovers"
+
+
+def test_download_checksum_mismatch_leaves_no_file(tmp_path, served, monkeypatch):
+    server, _, _ = served
+    wrong = dict(su.DATASETS["mnist"]["sha256"], **{"t10k-images-idx3-ubyte": "0" * 64})
+    monkeypatch.setitem(su.DATASETS["mnist"], "sha256", wrong)
+    root = tmp_path / "data"
+    with pytest.raises(su.DataError, match="does not match the published") as error:
+        su.load_split("mnist", "test", root, mirrors=[server.url])
+    assert "No file was written" in str(error.value)
+    leftovers = list((root / "MNIST" / "raw").glob("t10k-images*")) if (root / "MNIST").exists() else []
+    assert leftovers == []
+
+
+def test_download_with_server_down_gives_clear_error(tmp_path):
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = tmp_path / "data"
+    with pytest.raises(su.DataError) as error:
+        su.load_split("mnist", "test", root, mirrors=[f"http://127.0.0.1:{port}/"], download=True)
+    message = str(error.value)
+    for expected in ("t10k-images-idx3-ubyte", "every mirror failed", su.DATA_ENV_VAR):
+        assert expected in message
+    assert not any(root.rglob("*")) if root.exists() else True
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs the real MNIST files in ../shared/data")
+def test_download_of_the_real_files_matches_the_published_checksums(tmp_path):
+    source = tmp_path / "server"
+    source.mkdir()
+    for filename in su.SPLIT_FILES["test"]:
+        data = (SHARED_DATA / "MNIST" / "raw" / filename).read_bytes()
+        (source / f"{filename}.gz").write_bytes(gzip.compress(data, compresslevel=1))
+    server = Server(source)
+    try:
+        images, labels = su.load_split("mnist", "test", tmp_path / "data", mirrors=[server.url])
+    finally:
+        server.close()
+    assert images.shape == (10000, 28, 28) and labels[:5].tolist() == [7, 2, 1, 0, 4]
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+def test_log_mean_exp_is_stable():
+    x = torch.tensor([[1000.0, 1000.0], [-1000.0, 1000.0 + math.log(3)]])
+    expected = torch.tensor([1000 - math.log(2), 1000 + math.log(2)])
+    assert torch.allclose(su.log_mean_exp(x, dim=0), expected, atol=1e-5)
+
+
+def linear_gaussian(a=2.0, b=0.5, s=0.7):
+    """z ~ N(0, 1), x | z ~ N(a z + b, s^2): p(x) = N(b, a^2 + s^2), posterior Gaussian too."""
+    exact = lambda x: Normal(b, math.sqrt(a * a + s * s)).log_prob(x)  # noqa: E731
+    post_var = 1 / (1 + a * a / (s * s))
+
+    def log_weights(x, k, proposal="posterior"):
+        if proposal == "posterior":
+            q = Normal(post_var * a * (x - b) / (s * s), math.sqrt(post_var))
+        else:
+            q = Normal(torch.zeros_like(x), torch.ones_like(x))
+        z = q.sample((k,))
+        return Normal(a * z + b, s).log_prob(x) + Normal(0.0, 1.0).log_prob(z) - q.log_prob(z)
+
+    return exact, log_weights
+
+
+def test_importance_sampled_nll_is_exact_with_the_true_posterior():
+    exact, log_weights = linear_gaussian()
+    x = torch.linspace(-3, 3, 37, dtype=torch.float64)
+    for max_rows in (1000, 50, 7):  # batching over images and samples must not change the answer
+        result = su.importance_sampled_nll(log_weights, x, k=100, max_rows=max_rows)
+        assert torch.allclose(result["per_image"], -exact(x), atol=1e-9)
+    assert math.isclose(result["mean"], -exact(x).mean().item(), abs_tol=1e-7)
+    assert math.isclose(result["stderr"], (exact(x).std() / math.sqrt(37)).item(), rel_tol=1e-6)
+
+
+def test_importance_sampled_nll_converges_from_above_with_a_poor_proposal():
+    torch.manual_seed(0)
+    exact, log_weights = linear_gaussian()
+    x = torch.tensor([-2.0, 0.0, 1.0, 3.0], dtype=torch.float64)
+    prior = lambda xb, k: log_weights(xb, k, proposal="prior")  # noqa: E731
+    loose = su.importance_sampled_nll(prior, x, k=1)["mean"]
+    tight = su.importance_sampled_nll(prior, x, k=100_000, max_rows=20_000)["mean"]
+    truth = -exact(x).mean().item()
+    assert abs(tight - truth) < 0.01, (tight, truth)
+    assert loose > tight, "one sample is the (looser) ELBO"
+
+
+def test_active_units_and_kl_per_dimension():
+    mu = torch.stack([torch.randn(5000), 0.01 * torch.randn(5000), torch.zeros(5000)], dim=1)
+    count, variance = su.active_units(mu)
+    assert count == 1 and variance[0] > 0.9
+    kl = su.kl_per_dimension(torch.zeros(10, 2), torch.zeros(10, 2))
+    assert torch.equal(kl, torch.zeros(2))
+    assert math.isclose(su.kl_per_dimension(torch.ones(1, 1), torch.zeros(1, 1)).item(), 0.5)
+    assert math.isclose(su.bits_per_dim(784 * math.log(2)), 1.0)
+
+
+# --- files --------------------------------------------------------------------------------------
+
+
+def good_metrics(**changes):
+    metrics = dict(dataset="mnist", seed=0, epochs=1, device="cpu", train_seconds=1.5, test_nll_nats=90.0,
+                   nll_importance_samples=1000, test_elbo_nats=-95.0)  # fmt: skip
+    return {**metrics, **changes}
+
+
+def test_write_results_round_trip_and_refusals(tmp_path):
+    path = su.write_results("demo", good_metrics(extra=np.float32(2.5)), {"epochs": 1}, str(tmp_path))
+    record = json.loads(path.read_text())
+    assert record["test_nll_nats"] == 90.0 and record["extra"] == 2.5
+    assert record["parameters"] == {"epochs": 1}
+    assert record["versions"]["torch"] == torch.__version__
+    with pytest.raises(ValueError, match="lack the shared keys"):
+        su.write_results("demo", {"dataset": "mnist"}, {}, str(tmp_path))
+    with pytest.raises(ValueError, match="not finite"):
+        su.write_results("demo", good_metrics(test_nll_nats=float("nan")), {}, str(tmp_path))
+    assert json.loads(path.read_text()) == record, "a refused write leaves the old file intact"
+    assert sorted(os.listdir(tmp_path)) == ["demo.json"]
+
+
+def test_checkpoint_round_trip_refuses_code(tmp_path):
+    state = {"model": {"w": torch.randn(3)}, "history": {"elbo": [1.0, 2.0]}, "name": "x"}
+    path = su.save_checkpoint(state, tmp_path / "ckpt" / "m.pt")
+    loaded = su.load_checkpoint(path)
+    assert torch.equal(loaded["model"]["w"], state["model"]["w"]) and loaded["history"] == state["history"]
+    torch.save({"bad": su.Data}, tmp_path / "evil.pt")  # a pickled class: weights_only refuses it
+    with pytest.raises(Exception, match="[Ww]eights only"):
+        su.load_checkpoint(tmp_path / "evil.pt")
+    with pytest.raises(FileNotFoundError, match="load_checkpoint=False"):
+        su.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_image_grid_and_interpolation():
+    grid = su.image_grid(torch.zeros(5, 784), nrow=3, pad=2)
+    assert grid.shape == (2 * 30 + 2, 3 * 30 + 2)
+    line = su.interpolate(torch.zeros(2), torch.ones(2), 5)
+    assert torch.allclose(line[:, 0], torch.tensor([0, 0.25, 0.5, 0.75, 1.0]))
