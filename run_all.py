@@ -4,6 +4,7 @@ figure gallery from results/*.json and images/.
     python run_all.py                        # all notebooks, then the README
     python run_all.py --only MADE.ipynb      # one notebook (repeatable), then the README
     python run_all.py --readme-only          # just rebuild the README tables
+    python run_all.py --timings              # how long each committed default run took
 
 Each notebook is executed in place (its committed outputs are replaced by the new run's), one
 after another so that every notebook has the whole machine and its timings are honest.
@@ -54,6 +55,32 @@ def run_notebook(path: Path) -> float:
     seconds = time.time() - start
     print(f"   done in {seconds / 60:.1f} min", flush=True)
     return seconds
+
+
+# Minutes each notebook may take with its defaults on a 2-core CPU.
+BUDGET_MINUTES = {"Lagrangian_VAE.ipynb": 12}
+
+
+def timings() -> str:
+    """A table of the committed default runs' wall times, read from papermill's metadata."""
+    rows = ["notebook                    minutes  budget  device  slowest cell (s)"]
+    for path in notebooks():
+        nb = json.loads(path.read_text())
+        total = nb["metadata"].get("papermill", {}).get("duration")
+        if total is None:
+            rows.append(f"{path.name:27s} not executed by papermill")
+            continue
+        durations = [c["metadata"].get("papermill", {}).get("duration") or 0 for c in nb["cells"]]
+        slowest = max(range(len(durations)), key=durations.__getitem__)
+        name = path.stem.lower()
+        result = REPO / "results" / f"{name}.json"
+        device = json.loads(result.read_text())["device"] if result.is_file() else "?"
+        budget = BUDGET_MINUTES.get(path.name, 10)
+        rows.append(
+            f"{path.name:27s} {total / 60:7.1f} {budget:7d}  {device:6s}  "
+            f"cell {slowest}: {durations[slowest]:.0f}{'  OVER BUDGET' if total > 60 * budget else ''}"
+        )
+    return "\n".join(rows)
 
 
 def fmt(value, digits: int = 2) -> str:
@@ -113,7 +140,11 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--only", action="append", help="run only this notebook (repeatable)")
     parser.add_argument("--readme-only", action="store_true", help="only rebuild the README tables")
+    parser.add_argument("--timings", action="store_true", help="print the committed runs' wall times")
     args = parser.parse_args(argv)
+    if args.timings:
+        print(timings())
+        return 0
     if not args.readme_only:
         chosen = notebooks()
         if args.only:
@@ -129,6 +160,7 @@ def main(argv=None) -> int:
         shared_utils.load_split("mnist", "train")
         for path in chosen:
             run_notebook(path)
+        print(timings())
     update_readme()
     return 0
 

@@ -593,15 +593,22 @@ def plot_rows(rows: dict, title: str | None = None, size: float = 0.6):
 def plot_curves(history: dict, panels: dict, title: str | None = None):
     """Training curves: one panel per entry of `panels`, {panel title: [history keys]}.
 
-    `history` maps a key to a list of per-epoch values; keys starting with 'val' are dashed.
+    `history` maps a key to a list of per-epoch values; keys starting with 'val' are dashed. The
+    y axis shows the range after the first tenth of training, where the interesting part is.
     """
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
     for ax, (panel, keys) in zip(axes[0], panels.items(), strict=True):
+        settled = []
         for key in keys:
             values = history[key]
             ax.plot(range(1, len(values) + 1), values, "--" if key.startswith("val") else "-", label=key)
+            settled += list(values[len(values) // 10 + 1 :])
+        if len(settled) > 4:  # zoom on where training settles; the first epochs are far off
+            low, high = min(settled), max(settled)
+            margin = 0.15 * (high - low) + 1e-9
+            ax.set_ylim(low - margin, high + margin)
         ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.legend()

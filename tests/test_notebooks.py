@@ -28,6 +28,7 @@ COMMON = {
 # notebook: (results name, its own small parameters)
 SMALL_PARAMETERS = {
     "Basic_VAE.ipynb": ("basic_vae", {"hidden_sizes": [64, 64], "latent_dim": 8}),
+    "Pyro_VAE.ipynb": ("pyro_vae", {"hidden_sizes": [64, 64], "latent_dim": 8, "elbo_check_repeats": 20}),
 }
 NOTEBOOKS = sorted(p.name for p in REPO.glob("*.ipynb"))
 
@@ -89,3 +90,37 @@ def test_notebook_runs_small(notebook, tmp_path, monkeypatch):
     assert len(figures) >= 3, f"expected the notebook's figures in images/, found {figures}"
     for figure in figures:
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 2000, figure
+
+
+def run_small(notebook, folder, **changes):
+    name, own = SMALL_PARAMETERS[notebook]
+    papermill.execute_notebook(
+        str(REPO / notebook),
+        str(folder / f"run-{len(list(folder.glob('run-*')))}-{notebook}"),
+        parameters={**COMMON, **own, **changes},
+        cwd=str(folder),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    return json.loads((folder / "results" / f"{name}.json").read_text())
+
+
+def test_basic_vae_reloads_its_checkpoint_without_retraining(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    trained = run_small("Basic_VAE.ipynb", tmp_path, epochs=1)
+    assert (tmp_path / "checkpoints" / "basic_vae.pt").is_file()
+    figure = tmp_path / "images" / "basic_vae_samples.png"
+    figure.unlink()
+    reloaded = run_small("Basic_VAE.ipynb", tmp_path, epochs=1, load_checkpoint=True)
+    assert figure.is_file(), "figures are regenerated from the checkpoint"
+    assert reloaded["train_seconds"] == trained["train_seconds"], "nothing was retrained"
+    assert reloaded["test_nll_nats"] == trained["test_nll_nats"], "the same model and seed give the same NLL"
+    assert reloaded["test_elbo_nats"] == trained["test_elbo_nats"]
+
+
+def test_impossible_parameters_fail_fast_and_clearly(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    with pytest.raises(papermill.PapermillExecutionError, match="Impossible parameters: epochs=-1"):
+        run_small("Basic_VAE.ipynb", tmp_path, epochs=-1)
+    assert not (tmp_path / "results").exists(), "nothing was written"
