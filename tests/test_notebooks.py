@@ -28,7 +28,11 @@ COMMON = {
 # notebook: (results name, its own small parameters)
 SMALL_PARAMETERS = {
     "Basic_VAE.ipynb": ("basic_vae", {"hidden_sizes": [64, 64], "latent_dim": 8}),
+    "Conv_VAE.ipynb": ("conv_vae", {"encoder_channels": [4, 8], "decoder_channels": [4, 4], "fc_hidden": 32}),
+    "Autoencoder_vs_VAE.ipynb": ("autoencoder_vs_vae", {"hidden_sizes": [64, 64], "grid_size": 8}),
+    "MADE.ipynb": ("made", {"hidden_sizes": [64], "n_masks": 2, "n_samples": 10, "unmasked_steps": 20}),
     "Pyro_VAE.ipynb": ("pyro_vae", {"hidden_sizes": [64, 64], "latent_dim": 8, "elbo_check_repeats": 20}),
+    "Lagrangian_VAE.ipynb": ("lagrangian_vae", {"hidden_sizes": [64], "latent_dim": 8, "contrast_epochs": 1}),
 }
 NOTEBOOKS = sorted(p.name for p in REPO.glob("*.ipynb"))
 
