@@ -25,7 +25,7 @@ GALLERY_BEGIN, GALLERY_END = "<!-- gallery:begin -->", "<!-- gallery:end -->"
 # binarised MNIST; the papers used other binarisations and far longer training).
 REFERENCES = {
     "basic_vae": "86.76 (IWAE paper, Table 1, 1-layer VAE, 3280 epochs)",
-    "made": "88.40 one mask, 86.64 mask ensemble (MADE paper, Table 4)",
+    "made": "88.40 one mask, 86.64 mask ensemble (MADE paper, their binarisation)",
     "lagrangian_vae": "not reported as NLL (paper plots mutual information vs. consistency)",
     "conv_vae": "none (a popular write-up's architecture)",
     "autoencoder_vs_vae": "none",
