@@ -28,7 +28,7 @@ REFERENCES = {
     "made": "88.40 one mask, 86.64 mask ensemble (MADE paper, their binarisation)",
     "lagrangian_vae": "not reported as NLL (paper plots mutual information vs. consistency)",
     "conv_vae": "none (a popular write-up's architecture)",
-    "autoencoder_vs_vae": "none",
+    "autoencoder_vs_vae": "none (the VAE of a 2-D picture, not a contender)",
     "pyro_vae": "86.76 (as Basic VAE: same model)",
 }
 # Which figure of each notebook the gallery shows.
@@ -37,7 +37,7 @@ GALLERY = {
     "made": ["made_samples", "made_nll_vs_masks"],
     "lagrangian_vae": ["lagrangian_vae_constraints", "lagrangian_vae_rate_distortion"],
     "conv_vae": ["conv_vae_epoch_reconstructions", "conv_vae_class_samples"],
-    "autoencoder_vs_vae": ["autoencoder_vs_vae_manifolds", "autoencoder_vs_vae_prior_samples"],
+    "autoencoder_vs_vae": ["autoencoder_vs_vae_manifolds", "autoencoder_vs_vae_latent_grids"],
     "pyro_vae": ["pyro_vae_digit_reconstructions", "pyro_vae_tsne"],
 }
 
@@ -93,8 +93,9 @@ def fmt(value, digits: int = 2) -> str:
 
 def results_table() -> str:
     rows = [
-        "| notebook | test NLL (nats) | k | test ELBO (nats) | epochs | train time | device | published |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| notebook | latent dim | test NLL (nats) | k | test ELBO (nats) | epochs | train time | device "
+        "| published |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for path in sorted((REPO / "results").glob("*.json")):
         r = json.loads(path.read_text())
@@ -102,9 +103,11 @@ def results_table() -> str:
         if r.get("test_nll_stderr") is not None and r["test_nll_nats"] is not None:
             nll += f" ± {r['test_nll_stderr']:.2f}"
         k = "exact" if r["nll_importance_samples"] == 0 else fmt(r["nll_importance_samples"])
+        latent = fmt(r.get("latent_dim")) if r.get("latent_dim") else "none"  # MADE has no latent code
         rows.append(
-            f"| {r.get('notebook', path.stem)} | {nll} | {k} | {fmt(r['test_elbo_nats'])} | {r['epochs']} "
-            f"| {r['train_seconds'] / 60:.1f} min | {r['device']} | {REFERENCES.get(path.stem, '')} |"
+            f"| {r.get('notebook', path.stem)} | {latent} | {nll} | {k} | {fmt(r['test_elbo_nats'])} "
+            f"| {r['epochs']} | {r['train_seconds'] / 60:.1f} min | {r['device']} "
+            f"| {REFERENCES.get(path.stem, '')} |"
         )
     return "\n".join(rows)
 
