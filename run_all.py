@@ -5,14 +5,20 @@ figure gallery from results/*.json and images/.
     python run_all.py --only MADE.ipynb      # one notebook (repeatable), then the README
     python run_all.py --readme-only          # just rebuild the README tables
     python run_all.py --timings              # how long each committed default run took
+    python run_all.py --only Basic_VAE.ipynb --seeds 0 1 2   # one notebook with several seeds
 
 Each notebook is executed in place (its committed outputs are replaced by the new run's), one
-after another so that every notebook has the whole machine and its timings are honest.
+after another so that every notebook has the whole machine and its timings are honest. Volatile
+metadata (papermill's timestamps and paths) is stripped afterwards and the run's wall time goes
+into results/<name>.json, so a rerun that changes no result changes no committed byte beyond
+timings. Runs with other seeds write results/<name>_seed<N>.json (and its .npy files) only.
 """
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,16 +27,6 @@ README = REPO / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 GALLERY_BEGIN, GALLERY_END = "<!-- gallery:begin -->", "<!-- gallery:end -->"
 
-# Published numbers to read the measured ones against (negative log-likelihood, nats, on
-# binarised MNIST; the papers used other binarisations and far longer training).
-REFERENCES = {
-    "basic_vae": "86.76 (IWAE paper, Table 1, 1-layer VAE, 3280 epochs)",
-    "made": "88.40 one mask, 86.64 mask ensemble (MADE paper, their binarisation)",
-    "lagrangian_vae": "not reported as NLL (paper plots mutual information vs. consistency)",
-    "conv_vae": "none (a popular write-up's architecture)",
-    "autoencoder_vs_vae": "none (the VAE of a 2-D picture, not a contender)",
-    "pyro_vae": "86.76 (as Basic VAE: same model)",
-}
 # Which figure of each notebook the gallery shows.
 GALLERY = {
     "basic_vae": ["basic_vae_samples", "basic_vae_reconstructions", "basic_vae_tsne"],
@@ -39,46 +35,98 @@ GALLERY = {
     "conv_vae": ["conv_vae_epoch_reconstructions", "conv_vae_class_samples"],
     "autoencoder_vs_vae": ["autoencoder_vs_vae_manifolds", "autoencoder_vs_vae_latent_grids"],
     "pyro_vae": ["pyro_vae_digit_reconstructions", "pyro_vae_tsne"],
+    "comparison": ["comparison_paired_differences", "comparison_prior_samples"],
 }
 
 
 def notebooks() -> list[Path]:
-    return sorted(REPO.glob("*.ipynb"))
+    """Every notebook, the comparison last: it reads what the others wrote."""
+    return sorted(REPO.glob("*.ipynb"), key=lambda p: (p.stem == "Comparison", p.name))
 
 
-def run_notebook(path: Path) -> float:
+def results_name(path: Path) -> str:
+    return path.stem.lower()
+
+
+def strip_volatile(path: Path) -> None:
+    """Drop papermill's and Jupyter's per-run metadata (timestamps, durations) and this machine's path."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        for key in ("papermill", "execution"):
+            cell.metadata.pop(key, None)
+    text = nbformat.writes(nb) + "\n"
+    path.write_text(text.replace(str(REPO) + os.sep, "").replace(str(REPO), "."))
+
+
+def record_seconds(name: str, seconds: float, results: Path) -> None:
+    """Add the notebook's wall time to its results file (timings live there, not in the notebook)."""
+    path = results / f"{name}.json"
+    record = json.loads(path.read_text()) if path.is_file() else {"notebook": name}  # the comparison's own
+    record["notebook_seconds"] = round(seconds, 1)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def run_notebook(path: Path, seed: int | None = None) -> float:
+    """Execute a notebook in place (seed None: its defaults), or a copy with another seed whose
+    results go to results/<name>_seed<N>.* and whose figures go to a scratch folder."""
     import papermill
 
+    os.environ["VAE_BATCH_RUN"] = "1"  # one progress line per training in the saved outputs
     start = time.time()
-    print(f"== {path.name}", flush=True)
-    papermill.execute_notebook(str(path), str(path), cwd=str(REPO), kernel_name="python3", progress_bar=False)
+    print(f"== {path.name}" + ("" if seed is None else f" (seed {seed})"), flush=True)
+    if seed is None:
+        papermill.execute_notebook(
+            str(path), str(path), cwd=str(REPO), kernel_name="python3", progress_bar=False
+        )
+        strip_volatile(path)
+        record_seconds(results_name(path), time.time() - start, REPO / "results")
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            scratch = Path(scratch)
+            parameters = {"seed": seed, "images_dir": str(scratch / "images"), "checkpoint_dir": str(scratch)}
+            parameters["results_dir"] = str(scratch / "results")
+            out = scratch / path.name
+            papermill.execute_notebook(
+                str(path),
+                str(out),
+                parameters=parameters,
+                cwd=str(REPO),
+                kernel_name="python3",
+                progress_bar=False,
+            )
+            name = results_name(path)
+            record_seconds(name, time.time() - start, scratch / "results")
+            for produced in (scratch / "results").glob(f"{name}*"):
+                target = REPO / "results" / produced.name.replace(name, f"{name}_seed{seed}", 1)
+                target.write_bytes(produced.read_bytes())
     seconds = time.time() - start
     print(f"   done in {seconds / 60:.1f} min", flush=True)
     return seconds
 
 
 # Minutes each notebook may take with its defaults on a 2-core CPU.
-BUDGET_MINUTES = {"Lagrangian_VAE.ipynb": 12}
+BUDGET_MINUTES = {"Lagrangian_VAE.ipynb": 12, "Comparison.ipynb": 2}
 
 
 def timings() -> str:
-    """A table of the committed default runs' wall times, read from papermill's metadata."""
-    rows = ["notebook                    minutes  budget  device  slowest cell (s)"]
+    """A table of the committed default runs' times, read from results/<name>.json."""
+    rows = ["notebook                    minutes  budget  train (s)  device"]
     for path in notebooks():
-        nb = json.loads(path.read_text())
-        total = nb["metadata"].get("papermill", {}).get("duration")
+        result = REPO / "results" / f"{results_name(path)}.json"
+        record = json.loads(result.read_text()) if result.is_file() else {}
+        total = record.get("notebook_seconds")
         if total is None:
-            rows.append(f"{path.name:27s} not executed by papermill")
+            rows.append(f"{path.name:27s} no timing in results/ (run it with run_all.py)")
             continue
-        durations = [c["metadata"].get("papermill", {}).get("duration") or 0 for c in nb["cells"]]
-        slowest = max(range(len(durations)), key=durations.__getitem__)
-        name = path.stem.lower()
-        result = REPO / "results" / f"{name}.json"
-        device = json.loads(result.read_text())["device"] if result.is_file() else "?"
         budget = BUDGET_MINUTES.get(path.name, 10)
+        over = "  OVER BUDGET" if total > 60 * budget else ""
+        train = record.get("train_seconds")
+        train = f"{train:9.0f}" if isinstance(train, (int, float)) else "      n/a"
         rows.append(
-            f"{path.name:27s} {total / 60:7.1f} {budget:7d}  {device:6s}  "
-            f"cell {slowest}: {durations[slowest]:.0f}{'  OVER BUDGET' if total > 60 * budget else ''}"
+            f"{path.name:27s} {total / 60:7.1f} {budget:7d}  {train}  {record.get('device', '?')}{over}"
         )
     return "\n".join(rows)
 
@@ -99,6 +147,12 @@ def results_table() -> str:
     ]
     for path in sorted((REPO / "results").glob("*.json")):
         r = json.loads(path.read_text())
+        if "_seed" in path.stem or "test_nll_nats" not in r:  # other seeds; the comparison's timing
+            continue
+        published = r.get("published") or {}
+        reference = published.get("source", "")
+        if published.get("value") is not None:
+            reference = f"{published['value']:.2f} ({reference})"
         nll = fmt(r["test_nll_nats"])
         if r.get("test_nll_stderr") is not None and r["test_nll_nats"] is not None:
             nll += f" ± {r['test_nll_stderr']:.2f}"
@@ -107,7 +161,7 @@ def results_table() -> str:
         rows.append(
             f"| {r.get('notebook', path.stem)} | {latent} | {nll} | {k} | {fmt(r['test_elbo_nats'])} "
             f"| {r['epochs']} | {r['train_seconds'] / 60:.1f} min | {r['device']} "
-            f"| {REFERENCES.get(path.stem, '')} |"
+            f"| {reference} |"
         )
     return "\n".join(rows)
 
@@ -144,6 +198,13 @@ def main(argv=None) -> int:
     parser.add_argument("--only", action="append", help="run only this notebook (repeatable)")
     parser.add_argument("--readme-only", action="store_true", help="only rebuild the README tables")
     parser.add_argument("--timings", action="store_true", help="print the committed runs' wall times")
+    parser.add_argument("--no-readme", action="store_true", help="do not rebuild the README tables")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="run with these seeds into results/<name>_seed<N>.* (with --only)",
+    )
     args = parser.parse_args(argv)
     if args.timings:
         print(timings())
@@ -161,10 +222,14 @@ def main(argv=None) -> int:
 
         shared_utils.load_split("mnist", "test")
         shared_utils.load_split("mnist", "train")
+        if args.seeds and not args.only:
+            parser.error("--seeds needs --only NOTEBOOK: say which notebook to run with several seeds")
         for path in chosen:
-            run_notebook(path)
+            for seed in args.seeds or [None]:
+                run_notebook(path, seed)
         print(timings())
-    update_readme()
+    if not args.no_readme:
+        update_readme()
     return 0
 
 

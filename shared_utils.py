@@ -1,21 +1,26 @@
-"""Helpers shared by the VAE notebooks: data, devices and seeds, evaluation, results, plots.
+"""Plumbing shared by the VAE notebooks, organised by job: data, protocol, files, plots.
 
 Model code lives in the notebooks, in plain sight. This module holds only what at least two
-notebooks repeat: reading MNIST, the fixed evaluation protocol, the results file, the figures.
+notebooks repeat: reading MNIST, the fixed evaluation protocol (seeds, parameter checks, the
+importance-sampled likelihood, paired comparisons), results files and train-or-load, the figures.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
+import io
 import json
 import math
 import os
 import platform
 import random
 import tempfile
+import time
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +41,7 @@ DATASETS = {
         "folder": "MNIST",
         "mirrors": [
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
-            "http://yann.lecun.com/exdb/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
         ],
         "extra_dirs": [],
         "sha256": {
@@ -154,8 +159,10 @@ def download_file(
             request = urllib.request.Request(url, headers={"User-Agent": "vae-notebooks"})
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 data = gzip.decompress(response.read())
-        except (urllib.error.URLError, OSError, EOFError, ValueError) as err:
-            errors.append(f"{url}: {getattr(err, 'reason', err)}")
+        # A refused connection, a timeout, a cut-off transfer (IncompleteRead) or a garbled
+        # gzip stream: note it and try the next mirror.
+        except (urllib.error.URLError, http.client.HTTPException, OSError, EOFError, zlib.error) as err:
+            errors.append(f"{url}: {type(err).__name__}: {getattr(err, 'reason', err)}")
             continue
         digest = hashlib.sha256(data).hexdigest()
         if digest != spec["sha256"][filename]:
@@ -326,27 +333,63 @@ def seed_everything(seed: int, device: torch.device | str = "cpu") -> torch.Gene
     return torch.Generator(device=device).manual_seed(seed)
 
 
+# Names of whole-number parameters: exact names, then suffixes and prefixes.
+_COUNT_NAMES = ("epochs", "batch_size", "nll_samples", "latent_dim", "tsne_points", "seed")
+_COUNT_SUFFIXES = ("_size", "_epochs", "_samples", "_steps", "_repeats", "_points", "_dim")
+_MAY_BE_ZERO = ("epochs", "val_size", "seed")
+
+
+def _is_count(name: str) -> bool:
+    return name in _COUNT_NAMES or name.startswith("n_") or name.endswith(_COUNT_SUFFIXES)
+
+
 def check_parameters(**params) -> None:
-    """Raise one ValueError listing every impossible parameter, before any long work starts."""
+    """Raise one ValueError listing every impossible parameter, before any long work starts.
+
+    Counts (`epochs`, `*_size`, `n_*`, `*_samples`, `*_steps`, `*_dim`, ...) must be whole numbers
+    (>= 1, or >= 0 for `epochs`, `*_epochs`, `val_size`, `seed`); rates positive; `hidden_sizes`
+    a list of positive whole numbers. `epochs=0` is allowed only with `load_checkpoint=True`.
+    """
     problems = []
-    positive = ("epochs", "batch_size", "nll_samples", "latent_dim", "n_masks", "tsne_points")
     for name, value in params.items():
         if value is None:
             continue
-        if name in positive or name.endswith("_size"):
-            smallest = 0 if name in ("epochs", "val_size") else 1
+        if _is_count(name):
+            smallest = 0 if name in _MAY_BE_ZERO or name.endswith("_epochs") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
                 problems.append(f"{name}={value!r} must be a whole number >= {smallest}")
-        elif name in ("learning_rate", "lr") and not (isinstance(value, (int, float)) and 0 < value < 10):
+        elif name in ("learning_rate", "lr") and not (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 10
+        ):
             problems.append(f"{name}={value!r} must be a positive number (e.g. 1e-3)")
-        elif name == "hidden_sizes" and not (
+        elif name.endswith("_sizes") and not (
             isinstance(value, (list, tuple)) and all(isinstance(h, int) and h > 0 for h in value)
         ):
-            problems.append(f"hidden_sizes={value!r} must be a list of positive whole numbers")
+            problems.append(f"{name}={value!r} must be a list of positive whole numbers")
+    if params.get("epochs") == 0 and not params.get("load_checkpoint", False):
+        problems.append("epochs=0 trains nothing: set epochs >= 1, or load_checkpoint=True to reuse a model")
     if problems:
         raise ValueError(
             "Impossible parameters: " + "; ".join(problems) + ". Fix them in the parameters cell."
         )
+
+
+def check_output_dirs(**folders) -> None:
+    """Make each output folder (images_dir=..., results_dir=...) and check it can be written,
+    so a bad path fails at setup, naming its parameter, not after training."""
+    problems = []
+    for name, folder in folders.items():
+        path = Path(folder)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+                pass
+        except OSError as err:
+            problems.append(
+                f"{name}={str(folder)!r} cannot be used as a folder to write to ({err.strerror or err})"
+            )
+    if problems:
+        raise ValueError("Bad output folders: " + "; ".join(problems) + ". Point them at writable folders.")
 
 
 def check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
@@ -358,8 +401,42 @@ def check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
         )
 
 
+# Set by run_all.py and the tests: a run nobody watches prints one line per training, not a bar.
+BATCH_ENV_VAR = "VAE_BATCH_RUN"
+
+
+class _OneLine:
+    """The part of tqdm's interface the notebooks use, printing a single summary line at the end."""
+
+    def __init__(self, iterable, desc: str):
+        self.iterable, self.desc, self.postfix = iterable, desc, ""
+
+    def set_postfix(self, **values):
+        self.postfix = ", ".join(
+            f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+        )
+
+    def __iter__(self):
+        start, count = time.perf_counter(), 0
+        for count, item in enumerate(self.iterable, 1):  # noqa: B007 (count is read below)
+            yield item
+        seconds = time.perf_counter() - start
+        print(
+            f"{self.desc}: {count} in {seconds:.0f} s" + (f"; last: {self.postfix}" if self.postfix else "")
+        )
+
+
+def progress(iterable, desc: str = "epochs"):
+    """A tqdm progress bar when someone watches; one summary line under run_all.py and the tests."""
+    if os.environ.get(BATCH_ENV_VAR):
+        return _OneLine(iterable, desc)
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, mininterval=2)
+
+
 # ---------------------------------------------------------------------------------------------
-# Evaluation
+# Protocol: the importance-sampled likelihood and paired comparisons
 # ---------------------------------------------------------------------------------------------
 
 
@@ -392,6 +469,19 @@ def standard_error(values: torch.Tensor) -> float:
     return (values.double().std() / math.sqrt(len(values))).item() if len(values) > 1 else float("nan")
 
 
+def paired_difference(nll_a, nll_b) -> dict:
+    """Mean per-image difference nll_a - nll_b and its paired standard error.
+
+    Two models scored on the same test images share the images' difficulty, so the standard
+    error of the difference is far smaller than either model's own: it is the right yardstick.
+    """
+    a, b = (torch.as_tensor(np.asarray(v), dtype=torch.float64).flatten() for v in (nll_a, nll_b))
+    if len(a) != len(b):
+        raise ValueError(f"paired_difference needs the same images: {len(a)} vs {len(b)} values.")
+    diff = a - b
+    return {"mean": diff.mean().item(), "stderr": standard_error(diff), "images": len(diff)}
+
+
 def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Mean over the data of KL(N(mu, exp(logvar)) || N(0, 1)) for each latent dimension."""
     return (0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)).mean(0)
@@ -412,16 +502,14 @@ def bits_per_dim(nats: float, dims: int = 784) -> float:
 # Files: results, checkpoints
 # ---------------------------------------------------------------------------------------------
 
-REQUIRED_RESULT_KEYS = (
-    "dataset",
-    "seed",
-    "epochs",
-    "device",
-    "train_seconds",
-    "test_nll_nats",
-    "nll_importance_samples",
-    "test_elbo_nats",
-)
+# Every results file holds these. `published` is {"value": nats or None, "source", "differs"};
+# `history` holds per-epoch lists with "seconds" since training started; `active_units` is None
+# for models without a latent code.
+REQUIRED_RESULT_KEYS = ("dataset", "seed", "epochs", "device", "train_seconds", "test_nll_nats",
+                        "nll_importance_samples", "test_elbo_nats", "model_parameters", "active_units",
+                        "published", "history")  # fmt: skip
+# How many prior samples each notebook saves for the comparison grid.
+PRIOR_SAMPLES = 16
 
 
 _UMASK = os.umask(0)
@@ -447,28 +535,74 @@ def library_versions() -> dict:
     import matplotlib
     import sklearn
 
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "matplotlib": matplotlib.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
+    modules = {"torch": torch, "numpy": np, "matplotlib": matplotlib, "scikit-learn": sklearn}
+    return {"python": platform.python_version(), **{k: m.__version__ for k, m in modules.items()}}
 
 
-def write_results(name: str, metrics: dict, parameters: dict, results_dir: str = "results") -> Path:
+def write_results(
+    name: str,
+    metrics: dict,
+    parameters: dict,
+    results_dir: str = "results",
+    test_nll=None,
+    prior_samples=None,
+) -> Path:
     """Write results/<name>.json with the keys every notebook shares, the parameters used and
-    the library versions. Numbers must be finite; likelihood keys may be None where undefined."""
+    the library versions; numbers must be finite, likelihood keys may be None where undefined.
+
+    `test_nll` (per-image test NLLs, in test-set order) goes to results/<name>_test_nll.npy and
+    `prior_samples` (PRIOR_SAMPLES images of pixel probabilities) to <name>_prior_samples.npy,
+    both float32, so models can be compared image by image and drawn on one grid.
+    """
     missing = [key for key in REQUIRED_RESULT_KEYS if key not in metrics]
     if missing:
         raise ValueError(f"write_results({name!r}): metrics lack the shared keys {missing}.")
+    published = metrics["published"]
+    if not (isinstance(published, dict) and {"value", "source", "differs"} <= set(published)):
+        raise ValueError(f"write_results({name!r}): published must be a dict with value, source, differs.")
+    history = metrics["history"]
+    if not (isinstance(history, dict) and len(history.get("seconds", [])) == metrics["epochs"]):
+        raise ValueError(
+            f"write_results({name!r}): history needs 'seconds' for each of the {metrics['epochs']} epochs."
+        )
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"write_results({name!r}): {key} = {value} is not finite.")
+    arrays = {}
+    if test_nll is not None:
+        arrays["test_nll"] = _as_float32(test_nll).reshape(-1)
+        if not np.isfinite(arrays["test_nll"]).all():
+            raise ValueError(f"write_results({name!r}): the per-image test NLLs are not all finite.")
+    if prior_samples is not None:
+        arrays["prior_samples"] = _as_float32(prior_samples).reshape(-1, 784)
+    folder = Path(results_dir)
+    for suffix, array in arrays.items():
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        _atomic_write_bytes(folder / f"{name}_{suffix}.npy", buffer.getvalue())
     record = {**metrics, "parameters": parameters, "versions": library_versions()}
-    path = Path(results_dir) / f"{name}.json"
+    path = folder / f"{name}.json"
     _atomic_write_bytes(path, (json.dumps(record, indent=2, default=_json_default) + "\n").encode())
     return path
+
+
+def _as_float32(values) -> np.ndarray:
+    values = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
+    return np.asarray(values, dtype=np.float32)
+
+
+def load_test_nll(name: str, results_dir: str = "results", images: int | None = None):
+    """Per-image test NLLs another notebook saved (first `images` of them), or None with a note
+    saying which notebook to run, when its results file is not there."""
+    path = Path(results_dir) / f"{name}_test_nll.npy"
+    if not path.is_file():
+        print(f"{path} is missing: run the notebook that writes results/{name}.json first.")
+        return None
+    values = np.load(path)
+    if images is not None and len(values) < images:
+        print(f"{path} holds {len(values)} images, fewer than the {images} scored here.")
+        return None
+    return values[:images]
 
 
 def _json_default(value):
@@ -483,18 +617,10 @@ def _json_default(value):
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """Save a state dict atomically (plain tensors and numbers, so it loads with weights_only)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    _atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
@@ -505,6 +631,35 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
             f"No checkpoint at {path}; run the notebook with load_checkpoint=False first."
         )
     return torch.load(path, map_location=device, weights_only=True)
+
+
+def train_or_load(train, model, path, config: dict, load: bool = False, device="cpu"):
+    """Train, time and save, or load a trained model: the one call every notebook makes.
+
+    `train()` trains `model` in place and returns what the figures need (a dict: the history,
+    samples by epoch, ...). It is timed, and saved with the weights and `config` (the parameters
+    that define the model) to `path`. With `load=True` the checkpoint is loaded instead, after
+    checking that its config matches. Returns (what train returned, training seconds).
+    """
+    if load:
+        state = load_checkpoint(path, device)
+        if state["config"] != config:
+            differ = {k: (state["config"].get(k), config.get(k)) for k in {*state["config"], *config}}
+            differ = {k: v for k, v in differ.items() if v[0] != v[1]}
+            raise ValueError(
+                f"{path} holds a model trained with other parameters (checkpoint, now): {differ}; "
+                "set the parameters to match, or set load_checkpoint=False to retrain."
+            )
+        model.load_state_dict(state["model"])
+        print(f"loaded {path}: trained in {state['train_seconds']:.0f} s")
+        return state["record"], state["train_seconds"]
+    start = time.perf_counter()
+    record = train()
+    seconds = time.perf_counter() - start
+    save_checkpoint(
+        {"model": model.state_dict(), "config": config, "record": record, "train_seconds": seconds}, path
+    )
+    return record, seconds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,7 +675,7 @@ def set_style() -> None:
     plt.rcParams.update(
         {
             "figure.dpi": 100,
-            "savefig.dpi": 100,
+            "savefig.dpi": 150,  # sharp on a projector
             "axes.spines.top": False,
             "axes.spines.right": False,
             "axes.grid": True,
@@ -533,8 +688,6 @@ def set_style() -> None:
 
 def save_figure(fig, name: str, images_dir: str = "images") -> Path:
     """Save `fig` as images/<name>.png (atomically) and return the path."""
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", bbox_inches="tight")
     path = Path(images_dir) / f"{name}.png"
@@ -596,27 +749,26 @@ def plot_rows(rows: dict, title: str | None = None, size: float = 0.6):
     return fig
 
 
-def plot_curves(history: dict, panels: dict, title: str | None = None):
+def plot_curves(history: dict, panels: dict, title: str | None = None, x: str = "epoch", logx: bool = False):
     """Training curves: one panel per entry of `panels`, {panel title: [history keys]}.
 
-    `history` maps a key to a list of per-epoch values; keys starting with 'val' are dashed. The
-    y axis shows the range after the first tenth of training, where the interesting part is.
+    `history` maps a key to a list of per-epoch values (and "seconds" to the time since training
+    started); keys starting with 'val' are dashed. Every epoch is drawn, the first ones too: early
+    spikes are part of the story. `x="seconds"` draws against wall-clock time; `logx=True` spreads
+    the first epochs out.
     """
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
     for ax, (panel, keys) in zip(axes[0], panels.items(), strict=True):
-        settled = []
         for key in keys:
             values = history[key]
-            ax.plot(range(1, len(values) + 1), values, "--" if key.startswith("val") else "-", label=key)
-            settled += list(values[len(values) // 10 + 1 :])
-        if len(settled) > 4:  # zoom on where training settles; the first epochs are far off
-            low, high = min(settled), max(settled)
-            margin = 0.15 * (high - low) + 1e-9
-            ax.set_ylim(low - margin, high + margin)
+            steps = history["seconds"] if x == "seconds" else range(1, len(values) + 1)
+            ax.plot(steps, values, "--" if key.startswith("val") else "-", label=key)
         ax.set_title(panel)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("seconds of training" if x == "seconds" else "epoch")
+        if logx:
+            ax.set_xscale("log")
         ax.legend()
     if title:
         fig.suptitle(title)
@@ -662,7 +814,10 @@ def plot_latent_scatter(
     )
     ax.figure.colorbar(scatter, ax=ax, ticks=range(10), label="digit")
     ax.set_title(title or f"{how} of the codes")
-    ax.set_aspect("equal" if how == "latent z" else "auto")
+    if how == "latent z":
+        ax.set(aspect="equal", xlabel="$z_1$", ylabel="$z_2$")
+    else:  # a projection's coordinates mean nothing: no ticks, only the neighbourhoods count
+        ax.set(xticks=[], yticks=[], xlabel=f"{how} 1", ylabel=f"{how} 2")
     return ax.figure
 
 

@@ -10,3 +10,6 @@ sys.path.insert(0, str(REPO))
 SHARED_DATA = REPO.parent / "shared" / "data"
 if "VAE_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["VAE_DATA_DIR"] = str(SHARED_DATA)
+
+# Notebooks run by the tests print one progress line per training, as under run_all.py.
+os.environ.setdefault("VAE_BATCH_RUN", "1")

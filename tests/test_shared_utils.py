@@ -182,7 +182,30 @@ def test_check_parameters_lists_every_problem():
         su.check_parameters(epochs=-1, batch_size=0, learning_rate=-0.1, hidden_sizes="[64]", seed=3)
     for name in ("epochs", "batch_size", "learning_rate", "hidden_sizes"):
         assert name in str(error.value)
-    su.check_parameters(epochs=0, batch_size=8, learning_rate=1e-3, hidden_sizes=[8, 4], train_size=None)
+    su.check_parameters(
+        epochs=0, batch_size=8, learning_rate=1e-3, hidden_sizes=[8, 4], train_size=None, load_checkpoint=True
+    )
+
+
+def test_check_parameters_knows_counts_by_name_and_the_epochs_rule():
+    with pytest.raises(ValueError) as error:
+        su.check_parameters(n_masks=0, elbo_check_repeats=2.5, contrast_epochs=-1, latent_dim=True, seed=-1)
+    for bad in ("n_masks=0", "elbo_check_repeats=2.5", "contrast_epochs=-1", "latent_dim=True", "seed=-1"):
+        assert bad in str(error.value)
+    with pytest.raises(ValueError, match="epochs=0 trains nothing"):
+        su.check_parameters(epochs=0, load_checkpoint=False)
+    su.check_parameters(contrast_epochs=0, n_masks=1, kl_form="analytic")  # names it does not know pass
+
+
+def test_check_output_dirs_names_the_bad_parameter(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    su.check_output_dirs(images_dir=tmp_path / "new" / "images", results_dir=tmp_path)
+    assert (tmp_path / "new" / "images").is_dir() and sorted(os.listdir(tmp_path / "new" / "images")) == []
+    with pytest.raises(ValueError, match="results_dir=.*a_file.*cannot be used") as error:
+        su.check_output_dirs(images_dir=tmp_path, results_dir=blocker, checkpoint_dir=blocker / "sub")
+    assert "checkpoint_dir" in str(error.value) and "images_dir" not in str(error.value)
+    assert blocker.read_text() == "not a folder"
 
 
 def test_binarized_batches_cover_every_image_once_and_repeat_with_the_seed():
@@ -283,6 +306,47 @@ def test_download_with_server_down_gives_clear_error(tmp_path):
     assert not any(root.rglob("*")) if root.exists() else True
 
 
+class HalfServer:
+    """Promises the whole file (Content-Length), sends half of it, then closes the connection."""
+
+    def __init__(self):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b"\x1f\x8b" + bytes(4000)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_download_cut_mid_stream_falls_through_to_the_next_mirror(tmp_path, served):
+    server, _, images = served
+    half = HalfServer()
+    try:
+        root = tmp_path / "data"
+        loaded, _ = su.load_split("mnist", "test", root, mirrors=[half.url, server.url])
+        assert np.array_equal(loaded.numpy(), images), "the second mirror's good copy is used"
+        with pytest.raises(su.DataError, match="every mirror failed") as error:
+            su.load_split("mnist", "test", tmp_path / "other", mirrors=[half.url])
+    finally:
+        half.close()
+    assert "IncompleteRead" in str(error.value) and "No file was written" in str(error.value)
+    assert not (tmp_path / "other").exists() or not any((tmp_path / "other").rglob("*ubyte*"))
+
+
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs the real MNIST files in ../shared/data")
 def test_download_of_the_real_files_matches_the_published_checksums(tmp_path):
     source = tmp_path / "server"
@@ -360,7 +424,9 @@ def test_active_units_and_kl_per_dimension():
 
 def good_metrics(**changes):
     metrics = dict(dataset="mnist", seed=0, epochs=1, device="cpu", train_seconds=1.5, test_nll_nats=90.0,
-                   nll_importance_samples=1000, test_elbo_nats=-95.0)  # fmt: skip
+                   nll_importance_samples=1000, test_elbo_nats=-95.0, model_parameters=1000, active_units=3,
+                   published={"value": 86.76, "source": "a paper", "differs": "everything"},
+                   history={"val_elbo": [-99.0], "seconds": [1.5]})  # fmt: skip
     return {**metrics, **changes}
 
 
@@ -374,8 +440,75 @@ def test_write_results_round_trip_and_refusals(tmp_path):
         su.write_results("demo", {"dataset": "mnist"}, {}, str(tmp_path))
     with pytest.raises(ValueError, match="not finite"):
         su.write_results("demo", good_metrics(test_nll_nats=float("nan")), {}, str(tmp_path))
+    with pytest.raises(ValueError, match="published must be a dict"):
+        su.write_results("demo", good_metrics(published="86.76"), {}, str(tmp_path))
+    with pytest.raises(ValueError, match="'seconds' for each of the 2 epochs"):
+        su.write_results("demo", good_metrics(epochs=2), {}, str(tmp_path))
+    with pytest.raises(ValueError, match="per-image test NLLs are not all finite"):
+        su.write_results("demo", good_metrics(), {}, str(tmp_path), test_nll=[1.0, float("inf")])
     assert json.loads(path.read_text()) == record, "a refused write leaves the old file intact"
     assert sorted(os.listdir(tmp_path)) == ["demo.json"]
+
+
+def test_write_results_saves_per_image_nll_and_prior_samples(tmp_path):
+    nll = torch.tensor([90.5, 80.25, 100.0], dtype=torch.float64)
+    samples = torch.rand(su.PRIOR_SAMPLES, 28, 28)
+    su.write_results("demo", good_metrics(), {}, str(tmp_path), test_nll=nll, prior_samples=samples)
+    saved_nll = np.load(tmp_path / "demo_test_nll.npy")
+    assert saved_nll.dtype == np.float32 and saved_nll.tolist() == [90.5, 80.25, 100.0]
+    saved = np.load(tmp_path / "demo_prior_samples.npy")
+    assert saved.shape == (16, 784) and np.allclose(saved, samples.reshape(16, 784).numpy())
+    assert su.load_test_nll("demo", str(tmp_path), 2).tolist() == [90.5, 80.25]
+    assert su.load_test_nll("demo", str(tmp_path), 5) is None, "fewer images than asked: no comparison"
+    assert su.load_test_nll("absent", str(tmp_path)) is None
+
+
+def test_paired_difference_uses_the_spread_of_the_differences():
+    rng = np.random.default_rng(1)
+    difficulty = rng.normal(90, 25, 10_000)  # images differ a lot; the two models track each other
+    a, b = difficulty + rng.normal(0, 1, 10_000), difficulty + 0.5 + rng.normal(0, 1, 10_000)
+    paired = su.paired_difference(a, b)
+    diff = a - b
+    assert paired["mean"] == pytest.approx(diff.mean()) and paired["images"] == 10_000
+    assert paired["stderr"] == pytest.approx(diff.std(ddof=1) / 100, rel=1e-9)
+    unpaired = math.hypot(a.std(ddof=1) / 100, b.std(ddof=1) / 100)
+    assert paired["stderr"] < unpaired / 10, "pairing removes the images' shared difficulty"
+    with pytest.raises(ValueError, match="same images"):
+        su.paired_difference(a, b[:-1])
+
+
+def test_train_or_load_trains_times_saves_then_loads_and_checks_the_config(tmp_path, capsys):
+    model = torch.nn.Linear(3, 2)
+    path = tmp_path / "ck" / "m.pt"
+
+    def train():
+        with torch.no_grad():
+            model.weight.fill_(0.5)
+        return {"history": {"loss": [3.0, 2.0], "seconds": [0.1, 0.2]}}
+
+    record, seconds = su.train_or_load(train, model, path, {"width": 3}, load=False)
+    assert record["history"]["loss"] == [3.0, 2.0] and seconds >= 0 and path.is_file()
+    fresh = torch.nn.Linear(3, 2)
+    again, again_seconds = su.train_or_load(
+        lambda: pytest.fail("retrained"), fresh, path, {"width": 3}, load=True
+    )
+    assert again == record and again_seconds == seconds and torch.all(fresh.weight == 0.5)
+    with pytest.raises(ValueError, match=r"other parameters.*'width': \(3, 4\)"):
+        su.train_or_load(train, fresh, path, {"width": 4}, load=True)
+    with pytest.raises(FileNotFoundError, match="load_checkpoint=False"):
+        su.train_or_load(train, fresh, tmp_path / "none.pt", {"width": 3}, load=True)
+
+
+def test_progress_prints_one_line_in_batch_runs(monkeypatch, capsys):
+    monkeypatch.setenv(su.BATCH_ENV_VAR, "1")
+    bar = su.progress(range(3), desc="epochs")
+    seen = []
+    for i in bar:
+        seen.append(i)
+        bar.set_postfix(val_elbo=-95.123, step=i)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert seen == [0, 1, 2] and len(lines) == 1
+    assert lines[0].startswith("epochs: 3 in ") and lines[0].endswith("last: val_elbo=-95.12, step=2")
 
 
 def test_checkpoint_round_trip_refuses_code(tmp_path):

@@ -1,0 +1,66 @@
+"""Conv_VAE, run small: the paired comparison with Basic_VAE's per-image NLLs, the hand-computed
+importance-sampled NLL, the train()/eval() table, the fixed NLL kernels, and train-or-load."""
+
+import json
+import re
+
+import numpy as np
+import papermill
+import pytest
+from conftest import REPO
+from test_notebooks import COMMON, run_small
+
+
+def printed(folder, run):
+    """Everything the run-th small run of Conv_VAE printed to stdout."""
+    executed = json.loads((folder / f"run-{run}-Conv_VAE.ipynb").read_text())
+    outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+    assert not [o for o in outputs if o.get("name") == "stderr"], "warnings or progress bars in the outputs"
+    return "".join("".join(o["text"]) for o in outputs if o.get("name") == "stdout")
+
+
+def test_conv_vae_compares_pairs_and_reloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("VAE_BATCH_RUN", "1")
+    # Stand-ins for what Basic_VAE.ipynb writes: a constant per-image NLL and 16 prior samples.
+    (tmp_path / "results").mkdir()
+    np.save(tmp_path / "results" / "basic_vae_test_nll.npy", np.full(COMMON["test_size"], 100, np.float32))
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "results" / "basic_vae_prior_samples.npy", rng.random((16, 784), dtype=np.float32))
+
+    trained = run_small("Conv_VAE.ipynb", tmp_path, epochs=1)
+    text = printed(tmp_path, 0)
+    conv_nll = np.load(tmp_path / "results" / "conv_vae_test_nll.npy").astype(np.float64)
+    paired = re.search(r"paired over the same (\d+) test images: ([-+]\d+\.\d+) ± (\d+\.\d+)", text)
+    assert paired, "the paired difference with Basic_VAE is printed"
+    assert int(paired[1]) == COMMON["test_size"]
+    assert float(paired[2]) == pytest.approx(conv_nll.mean() - 100, abs=0.011)
+    assert float(paired[3]) == pytest.approx(conv_nll.std(ddof=1) / np.sqrt(len(conv_nll)), abs=0.011)
+    # The shared estimator is the log-mean-exp of the weights: the hand computation agrees exactly.
+    for line in [line for line in text.splitlines() if line.startswith("test image")]:
+        words = line.split()
+        assert words[5] == words[7], line
+    assert trained["nll_used_onednn"] is False, "the NLL's kernels are a fixed choice, not a timing race"
+    modes = trained["test_elbo_by_mode"]
+    assert [(m["batch_norm"], m["dropout"]) for m in modes[:4]] == [
+        ("running avg", False),
+        ("running avg", True),
+        ("batch stats", False),
+        ("batch stats", True),
+    ]
+    assert trained["published"]["value"] is None and trained["published"]["source"]
+    assert trained["model_parameters"] > 0 and trained["active_units"] is not None
+    for figure in ("conv_vae_vs_basic_vae_samples", "conv_vae_train_vs_eval", "conv_vae_losses"):
+        assert (tmp_path / "images" / f"{figure}.png").stat().st_size > 2000, figure
+
+    (tmp_path / "images" / "conv_vae_losses.png").unlink()
+    reloaded = run_small("Conv_VAE.ipynb", tmp_path, epochs=1, load_checkpoint=True)
+    assert (tmp_path / "images" / "conv_vae_losses.png").is_file(), "figures are redrawn from the checkpoint"
+    assert reloaded["train_seconds"] == trained["train_seconds"], "nothing was retrained"
+    assert reloaded["history"] == trained["history"]
+    assert reloaded["test_nll_nats"] == trained["test_nll_nats"]
+    assert reloaded["test_elbo_nats"] == trained["test_elbo_nats"]
+
+    with pytest.raises(papermill.PapermillExecutionError, match="other parameters"):
+        run_small("Conv_VAE.ipynb", tmp_path, epochs=1, load_checkpoint=True, fc_hidden=16)

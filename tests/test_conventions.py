@@ -1,0 +1,91 @@
+"""The committed notebooks follow the collection's conventions (CONTRIBUTING.md): they can be run
+by papermill, opened on Colab, read on the web, and rerun without noise in `git diff`."""
+
+import ast
+import json
+import re
+
+import pytest
+from conftest import REPO
+
+import run_all
+
+NOTEBOOKS = sorted(p.name for p in REPO.glob("*.ipynb"))
+URL = re.compile(r'^REPO_URL = "(https://[^"]+)"$', re.MULTILINE)
+
+
+def cells(notebook):
+    return json.loads((REPO / notebook).read_text())["cells"]
+
+
+def source(cell):
+    return "".join(cell["source"])
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_notebook_shape(notebook):
+    all_cells = cells(notebook)
+    code = [c for c in all_cells if c["cell_type"] == "code"]
+    assert any("parameters" in c["metadata"].get("tags", []) for c in code), "no cell tagged 'parameters'"
+    long = {i: len(source(c).splitlines()) for i, c in enumerate(code) if len(source(c).splitlines()) > 40}
+    assert not long, f"code cells over 40 lines (a cell makes one point): {long}"
+    assert all(c.get("outputs") for c in code[2:4]), "committed without the outputs of its default run"
+    text = "\n".join(source(c) for c in all_cells).lower()
+    for phrase in ("older notebook", "seed notebook"):
+        assert phrase not in text, f"'{phrase}': describe such bugs as common mistakes"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_opens_on_colab_and_says_how_to_get_shared_utils(notebook):
+    first = source(next(c for c in cells(notebook) if c["cell_type"] == "code"))
+    assert 'if "google.colab" in sys.modules' in first, "the first code cell fetches the repository on Colab"
+    ast.parse(first)  # plain Python: it runs under papermill and is skipped there
+    text = "\n".join(source(c) for c in cells(notebook))
+    assert "import shared_utils as su\nexcept ModuleNotFoundError" in text
+
+
+def test_one_repository_url_everywhere():
+    urls = {nb: URL.findall("\n".join(source(c) for c in cells(nb))) for nb in NOTEBOOKS}
+    found = {u for found in urls.values() for u in found}
+    assert len(found) == 1 and all(urls.values()), urls
+    (url,) = found
+    assert url in (REPO / "README.md").read_text() and url in (REPO / "CITATION.cff").read_text()
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_no_volatile_metadata_or_machine_paths(notebook):
+    nb = json.loads((REPO / notebook).read_text())
+    assert "papermill" not in nb["metadata"], "strip papermill's metadata (run_all.strip_volatile)"
+    for cell in nb["cells"]:
+        assert not {"papermill", "execution"} & set(cell["metadata"]), "per-cell timestamps make reruns noisy"
+    outputs = json.dumps([c.get("outputs", []) for c in nb["cells"]])
+    assert str(REPO) not in outputs and "/root/" not in outputs and "/tmp/" not in outputs
+
+
+def test_strip_volatile_removes_timestamps_and_paths(tmp_path, monkeypatch):
+    nb = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {"papermill": {"start_time": "2026-01-01"}, "kernelspec": {"name": "python3"}},
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": "a",
+                "metadata": {"tags": ["parameters"], "papermill": {"duration": 1.5}, "execution": {"x": 1}},
+                "execution_count": 1,
+                "source": "x = 1",
+                "outputs": [
+                    {"output_type": "stream", "name": "stdout", "text": f"wrote {REPO}/results/a.json\n"}
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "n.ipynb"
+    path.write_text(json.dumps(nb))
+    run_all.strip_volatile(path)
+    stripped = json.loads(path.read_text())
+    assert "papermill" not in stripped["metadata"] and stripped["cells"][0]["metadata"] == {
+        "tags": ["parameters"]
+    }
+    assert "".join(stripped["cells"][0]["outputs"][0]["text"]) == "wrote results/a.json\n"
+    assert stripped["metadata"]["kernelspec"] == {"name": "python3"}
