@@ -150,7 +150,7 @@ def results_table() -> str:
         if "_seed" in path.stem or "test_nll_nats" not in r:  # other seeds; the comparison's timing
             continue
         published = r.get("published") or {}
-        reference = published.get("source", "")
+        reference = published.get("source", "not in this results file: rerun the notebook")
         if published.get("value") is not None:
             reference = f"{published['value']:.2f} ({reference})"
         nll = fmt(r["test_nll_nats"])

