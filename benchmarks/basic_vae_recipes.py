@@ -1,0 +1,112 @@
+"""The Basic VAE's recipe frontier: validation NLL reached against wall-clock minutes of training.
+
+Each recipe (batch size, learning rate, width) is trained for a short and a long number of epochs,
+each with its own cosine schedule, on the notebook's own model cells (extracted from
+Basic_VAE.ipynb, so the benchmark cannot drift from the lesson). After training it scores the
+first `--val-images` validation images with the importance-sampled NLL (k = 1000): recipes are
+chosen on validation data, never on the test set. It prints one line per run and writes
+results/basic_vae_recipes.json, which Basic_VAE.ipynb draws as its frontier figure.
+
+    python benchmarks/basic_vae_recipes.py            # about 27 minutes on a 2-core CPU
+    python benchmarks/basic_vae_recipes.py --quick    # a smoke test: tiny data, a few seconds
+
+Run it with the machine to itself: the minutes are the point.
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+import shared_utils as su  # noqa: E402
+
+# (batch size, learning rate, hidden sizes): epochs for a ~2.5 and a ~6 minute run on 2 CPU cores.
+RECIPES = [
+    dict(batch_size=128, learning_rate=1e-3, hidden_sizes=[256, 256], epochs=[30, 72]),
+    dict(batch_size=256, learning_rate=2e-3, hidden_sizes=[256, 256], epochs=[50, 120]),
+    dict(batch_size=512, learning_rate=2e-3, hidden_sizes=[512, 512], epochs=[28, 68]),
+]
+
+
+def model_cells(notebook: Path) -> dict:
+    """The namespace of the notebook's cells tagged "model" (VAE, elbo_terms, log_importance_weights)."""
+    cells = json.loads(notebook.read_text())["cells"]
+    source = "\n\n".join("".join(c["source"]) for c in cells if "model" in c["metadata"].get("tags", []))
+    namespace: dict = {}
+    exec(compile(source, str(notebook), "exec"), namespace)
+    return namespace
+
+
+def train(cells, data_x, recipe, epochs, latent_dim, seed):
+    """The notebook's recipe: Adam, cosine decay over `epochs`, fresh binarisation every batch."""
+    generator = su.seed_everything(seed)
+    model = cells["VAE"](recipe["hidden_sizes"], latent_dim)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe["learning_rate"])
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    for epoch in range(1, epochs + 1):
+        for step, xb in enumerate(su.binarized_batches(data_x, recipe["batch_size"], generator)):
+            loss = -cells["elbo_terms"](model, xb)[2].mean()
+            su.check_finite(loss, epoch, step)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+    return model.eval()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--val-images", type=int, default=2000)
+    parser.add_argument("--nll-samples", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help="tiny data and epochs: checks the script runs")
+    parser.add_argument("--out", default=str(REPO / "results" / "basic_vae_recipes.json"))
+    args = parser.parse_args()
+    train_size, epochs_scale = (1000, 0.02) if args.quick else (None, 1.0)
+    if args.quick:
+        args.val_images, args.nll_samples = 100, 10
+    out = Path(args.out)
+    su.check_output_dirs(out=out.parent)
+
+    cells = model_cells(REPO / "Basic_VAE.ipynb")
+    data = su.load_data("mnist", None, 10000, train_size, 100, "cpu")
+    val_x = data.val_x[: args.val_images]  # already the fixed binarised validation set
+    runs = []
+    print(f"{torch.get_num_threads()} threads; validation NLL on {len(val_x)} images, k={args.nll_samples}")
+    for recipe in RECIPES:
+        for planned in recipe["epochs"]:
+            epochs = max(1, math.ceil(planned * epochs_scale))
+            start = time.perf_counter()
+            model = train(cells, data.train_x, recipe, epochs, latent_dim=32, seed=0)
+            minutes = (time.perf_counter() - start) / 60
+            su.seed_everything(0)
+            nll = su.importance_sampled_nll(
+                lambda xb, n, m=model: cells["log_importance_weights"](m, xb, n), val_x, k=args.nll_samples
+            )
+            run = {**{k: v for k, v in recipe.items() if k != "epochs"}, "epochs": epochs}
+            run.update(train_minutes=minutes, val_nll=nll["mean"], val_nll_stderr=nll["stderr"])
+            runs.append(run)
+            print(
+                f"batch {run['batch_size']:4d}  lr {run['learning_rate']:.0e}  hidden {run['hidden_sizes']}  "
+                f"{epochs:4d} epochs  {minutes:5.2f} min  validation NLL {nll['mean']:.2f}",
+                flush=True,
+            )
+    record = dict(
+        val_images=len(val_x),
+        nll_samples=args.nll_samples,
+        threads=torch.get_num_threads(),
+        latent_dim=32,
+        quick=args.quick,
+        runs=runs,
+    )
+    su._atomic_write_bytes(out, (json.dumps(record, indent=1) + "\n").encode())
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()
