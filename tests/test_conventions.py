@@ -37,6 +37,8 @@ def test_notebook_shape(notebook):
     text = "\n".join(source(c) for c in all_cells).lower()
     for phrase in ("older notebook", "seed notebook"):
         assert phrase not in text, f"'{phrase}': describe such bugs as common mistakes"
+    # Prose waiting for a default run's numbers is marked with this sign, and never committed.
+    assert "\u27e8fill" not in text, "a cell still waits for its numbers (\u27e8FILL\u27e9)"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
