@@ -29,7 +29,10 @@ GALLERY_BEGIN, GALLERY_END = "<!-- gallery:begin -->", "<!-- gallery:end -->"
 
 # Which figure of each notebook the gallery shows.
 GALLERY = {
-    "basic_vae": ["basic_vae_samples", "basic_vae_reconstructions", "basic_vae_tsne"],
+    "basic_vae": ["basic_vae_samples", "basic_vae_recipe_frontier", "basic_vae_tsne"],
+    "iwae": ["iwae_bounds", "iwae_gradient_snr"],
+    "iaf_vae": ["iaf_vae_posterior_samples", "iaf_vae_gap_and_paired_difference"],
+    "vampprior_vae": ["vampprior_vae_pseudo_inputs", "vampprior_vae_vs_basic_vae_samples"],
     "made": ["made_samples", "made_nll_vs_masks"],
     "lagrangian_vae": ["lagrangian_vae_constraints", "lagrangian_vae_rate_distortion"],
     "conv_vae": ["conv_vae_epoch_reconstructions", "conv_vae_class_samples"],
