@@ -446,12 +446,14 @@ def log_mean_exp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
 
 
 @torch.no_grad()
-def importance_sampled_nll(log_weight_fn, x: torch.Tensor, k: int, max_rows: int = 50_000) -> dict:
+def importance_sampled_nll(log_weight_fn, x: torch.Tensor, k: int, max_rows: int = 1000) -> dict:
     """Importance-sampled estimate of -log p(x) = -log mean_k p(x, z_k) / q(z_k | x).
 
     `log_weight_fn(x_batch, n)` returns an (n, batch) tensor of log p(x, z) - log q(z | x) for n
     samples z ~ q(z | x). Images and samples are batched together, at most `max_rows` rows per
     call. Returns the mean over images, its standard error and the per-image values (nats).
+    The default of 1000 rows (one image's k = 1000 samples) keeps a call's logits in a CPU's
+    cache: on 2 cores it ran about twice as fast as calls of 50,000 rows.
     """
     images_per_call = max(1, max_rows // k)
     samples_per_call = min(k, max_rows)
