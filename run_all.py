@@ -78,6 +78,9 @@ def run_notebook(path: Path, seed: int | None = None) -> float:
     import papermill
 
     os.environ["VAE_BATCH_RUN"] = "1"  # one progress line per training in the saved outputs
+    # A non-interactive backend such as MPLBACKEND=Agg would leave the committed notebooks without
+    # their figures: the kernels use Jupyter's inline backend whatever the shell says.
+    os.environ.pop("MPLBACKEND", None)
     start = time.time()
     print(f"== {path.name}" + ("" if seed is None else f" (seed {seed})"), flush=True)
     if seed is None:
