@@ -336,7 +336,7 @@ def seed_everything(seed: int, device: torch.device | str = "cpu") -> torch.Gene
 # Names of whole-number parameters: exact names, then suffixes and prefixes.
 _COUNT_NAMES = ("epochs", "batch_size", "nll_samples", "latent_dim", "tsne_points", "seed")
 _COUNT_SUFFIXES = ("_size", "_epochs", "_samples", "_steps", "_repeats", "_points", "_dim")
-_MAY_BE_ZERO = ("epochs", "val_size", "seed")
+_MAY_BE_ZERO = ("val_size", "seed")
 
 
 def _is_count(name: str) -> bool:
@@ -347,15 +347,15 @@ def check_parameters(**params) -> None:
     """Raise one ValueError listing every impossible parameter, before any long work starts.
 
     Counts (`epochs`, `*_size`, `n_*`, `*_samples`, `*_steps`, `*_dim`, ...) must be whole numbers
-    (>= 1, or >= 0 for `epochs`, `*_epochs`, `val_size`, `seed`); rates positive; `hidden_sizes`
-    a list of positive whole numbers. `epochs=0` is allowed only with `load_checkpoint=True`.
+    (>= 1, or >= 0 for `val_size` and `seed`); rates positive; `hidden_sizes` a list of positive
+    whole numbers. A run that loads a checkpoint gives the epochs it was trained for.
     """
     problems = []
     for name, value in params.items():
         if value is None:
             continue
         if _is_count(name):
-            smallest = 0 if name in _MAY_BE_ZERO or name.endswith("_epochs") else 1
+            smallest = 0 if name in _MAY_BE_ZERO else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
                 problems.append(f"{name}={value!r} must be a whole number >= {smallest}")
         elif name in ("learning_rate", "lr") and not (
@@ -366,8 +366,6 @@ def check_parameters(**params) -> None:
             isinstance(value, (list, tuple)) and all(isinstance(h, int) and h > 0 for h in value)
         ):
             problems.append(f"{name}={value!r} must be a list of positive whole numbers")
-    if params.get("epochs") == 0 and not params.get("load_checkpoint", False):
-        problems.append("epochs=0 trains nothing: set epochs >= 1, or load_checkpoint=True to reuse a model")
     if problems:
         raise ValueError(
             "Impossible parameters: " + "; ".join(problems) + ". Fix them in the parameters cell."
@@ -392,6 +390,53 @@ def check_output_dirs(**folders) -> None:
         raise ValueError("Bad output folders: " + "; ".join(problems) + ". Point them at writable folders.")
 
 
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def notebook_parameters(namespace: dict, names_before: set) -> dict:
+    """The parameters a notebook runs with: the lowercase names its parameters cell (and the cell
+    papermill injects after it) defined, i.e. those of `namespace` not in `names_before`, holding
+    plain values (numbers, strings, None, or lists of them). So no name is typed twice."""
+
+    def plain(value):
+        return isinstance(value, _PLAIN) or (
+            isinstance(value, (list, tuple)) and all(isinstance(v, _PLAIN) for v in value)
+        )
+
+    return {
+        name: value
+        for name, value in namespace.items()
+        if name not in names_before and name.islower() and not name.startswith("_") and plain(value)
+    }
+
+
+def setup(parameters: dict, **choices):
+    """Everything a notebook does before its lesson, in one call, failing in seconds: check the
+    parameters (counts by name, and each of `choices`, {name: allowed values}), make and test-write
+    the output folders, pick the device, seed everything, set the figure style and load the data.
+    Returns (device, the seeded torch.Generator for batching, the Data)."""
+    check_parameters(**parameters)
+    wrong = [f"{name}={parameters[name]!r}: choose one of {list(allowed)}"
+             for name, allowed in choices.items() if parameters[name] not in allowed]  # fmt: skip
+    if wrong:
+        raise ValueError("Impossible parameters: " + "; ".join(wrong) + ". Fix them in the parameters cell.")
+    folders = {
+        name: value for name, value in parameters.items() if name.endswith("_dir") and name != "data_dir"
+    }
+    check_output_dirs(**folders)
+    device = get_device(parameters.get("device", "auto"))
+    generator = seed_everything(parameters["seed"], device)
+    set_style()
+    sizes = parameters.get("val_size", 10000), parameters.get("train_size"), parameters.get("test_size")
+    data = load_data(parameters.get("dataset", "mnist"), parameters.get("data_dir"), *sizes, device=device)
+    print(
+        f"device {device}, {torch.get_num_threads()} threads; train {tuple(data.train_x.shape)}, "
+        f"validation {tuple(data.val_x.shape)}, test {tuple(data.test_x.shape)}; "
+        f"writing to {', '.join(str(f) + '/' for f in folders.values())}"
+    )
+    return device, generator, data
+
+
 def check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
     """Stop training with a clear message when the loss is NaN or infinite."""
     if not torch.isfinite(loss).all():
@@ -410,6 +455,9 @@ class _OneLine:
 
     def __init__(self, iterable, desc: str):
         self.iterable, self.desc, self.postfix = iterable, desc, ""
+
+    def __len__(self):
+        return len(self.iterable)
 
     def set_postfix(self, **values):
         self.postfix = ", ".join(
@@ -433,6 +481,50 @@ def progress(iterable, desc: str = "epochs"):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, mininterval=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training: the loop Basic_VAE teaches (its cell is this function, word for word; the tests
+# check it), reused by name by the notebooks that train on the same recipe
+# ---------------------------------------------------------------------------------------------
+
+
+def train(
+    model, objective, evaluate, train_x, val_x, epochs, batch_size, learning_rate, generator, after_epoch=None
+):
+    """Adam with a cosine learning-rate decay on `objective(model, x) -> (loss, per-image terms)`.
+
+    `epochs` is the epoch numbers to run (range(1, n + 1), or a progress bar over them). Each epoch
+    visits train_x in a new random order and binarises every batch afresh; then `evaluate(model,
+    val_x)` scores the validation images and `after_epoch(epoch, history)` runs, if given. Returns
+    the history: per epoch, the mean of each term on the training batches and on validation, and
+    the seconds since the start.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=len(epochs))
+    history, start = {}, time.perf_counter()
+    for epoch in epochs:
+        order = torch.randperm(len(train_x), generator=generator, device=generator.device).to(train_x.device)
+        sums = {}
+        for first in range(0, len(train_x), batch_size):
+            x = torch.bernoulli(train_x[order[first : first + batch_size]], generator=generator)
+            loss, terms = objective(model, x)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss {loss.item()} in epoch {epoch}: lower the learning rate")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            for name, values in terms.items():
+                sums[name] = sums.get(name, 0) + values.detach().sum()
+        scheduler.step()
+        row = {f"train_{name}": (total / len(train_x)).item() for name, total in sums.items()}
+        row |= {f"val_{name}": value for name, value in evaluate(model, val_x).items()}
+        row["seconds"] = time.perf_counter() - start
+        for name, value in row.items():
+            history.setdefault(name, []).append(value)
+        if after_epoch is not None:
+            after_epoch(epoch, history)
+    return history
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,7 +632,8 @@ def library_versions() -> dict:
     import sklearn
 
     modules = {"torch": torch, "numpy": np, "matplotlib": matplotlib, "scikit-learn": sklearn}
-    return {"python": platform.python_version(), **{k: m.__version__ for k, m in modules.items()}}
+    # str(): torch's version is a str subclass, which a weights-only checkpoint cannot hold
+    return {"python": platform.python_version(), **{k: str(m.__version__) for k, m in modules.items()}}
 
 
 def write_results(
@@ -590,6 +683,42 @@ def write_results(
     return path
 
 
+def save_results(name, parameters, model, history, train_seconds, nll, test_elbo, published, prior_samples,
+                 **extra) -> Path:  # fmt: skip
+    """write_results for a trained model in one call: the shared keys come from the run (its
+    parameters, the model, the history, the test NLL dict of importance_sampled_nll), `extra` adds
+    the notebook's own; results go to parameters["results_dir"]."""
+    metrics = dict(
+        dataset=parameters["dataset"],
+        seed=parameters["seed"],
+        epochs=len(history["seconds"]),
+        device=next(model.parameters()).device.type,
+        train_seconds=train_seconds,
+        test_nll_nats=nll["mean"],
+        test_nll_stderr=nll["stderr"],
+        nll_importance_samples=parameters["nll_samples"],
+        test_elbo_nats=test_elbo,
+        bits_per_dim=bits_per_dim(nll["mean"]),
+        model_parameters=sum(p.numel() for p in model.parameters()),
+        test_images=len(nll["per_image"]),
+        **extra,
+        published=published,
+        history=history,
+    )
+    folder = parameters.get("results_dir", "results")
+    return write_results(
+        name, metrics, parameters, folder, test_nll=nll["per_image"], prior_samples=prior_samples
+    )
+
+
+@torch.no_grad()
+def decode_prior_samples(decode, latent_dim: int, seed: int, device="cpu") -> torch.Tensor:
+    """PRIOR_SAMPLES codes z ~ N(0, I), the same draws in every notebook, decoded to pixel
+    probabilities: the rows of the comparison's grid of samples."""
+    z = torch.randn(PRIOR_SAMPLES, latent_dim, generator=torch.Generator().manual_seed(seed))
+    return torch.sigmoid(decode(z.to(device))).cpu()
+
+
 def _as_float32(values) -> np.ndarray:
     values = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
     return np.asarray(values, dtype=np.float32)
@@ -619,6 +748,28 @@ def _json_default(value):
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
+# Checkpoints hold a trained model with what defines it: every parameter of the run except these,
+# which change only what is evaluated or drawn, or where files go (a notebook adds its own, such
+# as IWAE's snr_repeats, through `evaluation_only`). A checkpoint is loaded only for a run that
+# asks for the model it holds.
+EVALUATION_ONLY = ("data_dir", "device", "test_size", "nll_samples", "tsne_points", "images_dir",
+                   "results_dir", "checkpoint_dir", "load_checkpoint")  # fmt: skip
+CHECKPOINT_FORMAT = 2  # 1: the first checkpoints, which recorded the network's sizes alone
+_NEW_CHECKPOINT = "set load_checkpoint=False to train the model again, which saves a new checkpoint there"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot serve this run: damaged, not this project's, or another model."""
+
+
+def model_definition(parameters: dict, evaluation_only=()) -> dict:
+    """What defines a trained model: the run's parameters less those that change only what is
+    evaluated or drawn, as plain JSON values (so a tuple and a list of the same sizes agree)."""
+    skip = {*EVALUATION_ONLY, *evaluation_only}
+    kept = {name: value for name, value in parameters.items() if name not in skip}
+    return json.loads(json.dumps(kept, default=_json_default))
+
+
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """Save a state dict atomically (plain tensors and numbers, so it loads with weights_only)."""
     buffer = io.BytesIO()
@@ -627,42 +778,79 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
-    """Load a checkpoint saved by save_checkpoint, refusing pickled code (weights_only=True)."""
+def load_checkpoint(path, device="cpu", expect: dict | None = None, evaluation_only=()) -> dict:
+    """Load a checkpoint that train_or_load saved, refusing pickled code (weights_only=True).
+
+    A damaged file, or one that is no checkpoint of this project, raises CheckpointError naming it
+    (the file is left where it is). With `expect` (a run's parameters), so does a checkpoint whose
+    model was trained under other values of what defines it (see model_definition).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"No checkpoint at {path}; run the notebook with load_checkpoint=False first."
         )
-    return torch.load(path, map_location=device, weights_only=True)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, ... by cause
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path} cannot be read: it is damaged (cut short by an interrupted copy or a full disk?) "
+            f"or is not a checkpoint of this project ({reason}). It is left as it is; {_NEW_CHECKPOINT}."
+        ) from None
+    if not (isinstance(state, dict) and {"model", "record", "train_seconds"} <= set(state)):
+        raise CheckpointError(f"{path} is not a checkpoint of this project; {_NEW_CHECKPOINT}.")
+    if expect is not None:
+        _check_definition(path, state, expect, evaluation_only)
+    return state
 
 
-def train_or_load(train, model, path, config: dict, load: bool = False, device="cpu"):
+def _check_definition(path: Path, state: dict, expect: dict, evaluation_only) -> None:
+    """Raise CheckpointError listing each setting on which the checkpoint and the run differ."""
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} was saved by an earlier version of this project and does not record the data, "
+            f"objective and training it came from, so it cannot be matched to this run; {_NEW_CHECKPOINT}."
+        )
+    saved = model_definition(state["definition"], evaluation_only)
+    wanted, missing = model_definition(expect, evaluation_only), "(not set)"
+    differ = [
+        name for name in sorted({*saved, *wanted}) if saved.get(name, missing) != wanted.get(name, missing)
+    ]
+    if differ:
+        lines = "".join(
+            f"\n  {name}: checkpoint {saved.get(name, missing)!r}, this run {wanted.get(name, missing)!r}"
+            for name in differ
+        )
+        raise CheckpointError(
+            f"{path} holds a model trained with other settings than this run asks for:{lines}\n"
+            "Either set these parameters to the checkpoint's values to load it, or "
+            f"{_NEW_CHECKPOINT} (it replaces this file)."
+        )
+    if state.get("versions") != library_versions():
+        print(f"note: {path} was saved with other library versions ({state.get('versions')}).")
+
+
+def train_or_load(train, model, path, parameters: dict, load=False, device="cpu", evaluation_only=()):
     """Train, time and save, or load a trained model: the one call every notebook makes.
 
     `train()` trains `model` in place and returns what the figures need (a dict: the history,
-    samples by epoch, ...). It is timed, and saved with the weights and `config` (the parameters
-    that define the model) to `path`. With `load=True` the checkpoint is loaded instead, after
-    checking that its config matches. Returns (what train returned, training seconds).
+    samples by epoch, ...). It is timed and saved to `path` with the weights and what defines the
+    model: `parameters` less those that change only evaluation (EVALUATION_ONLY and the notebook's
+    `evaluation_only`). With `load=True` the checkpoint is loaded instead, once it is known to hold
+    the model these parameters ask for. Returns (what train returned, training seconds).
     """
     if load:
-        state = load_checkpoint(path, device)
-        if state["config"] != config:
-            differ = {k: (state["config"].get(k), config.get(k)) for k in {*state["config"], *config}}
-            differ = {k: v for k, v in differ.items() if v[0] != v[1]}
-            raise ValueError(
-                f"{path} holds a model trained with other parameters (checkpoint, now): {differ}; "
-                "set the parameters to match, or set load_checkpoint=False to retrain."
-            )
+        state = load_checkpoint(path, device, expect=parameters, evaluation_only=evaluation_only)
         model.load_state_dict(state["model"])
         print(f"loaded {path}: trained in {state['train_seconds']:.0f} s")
         return state["record"], state["train_seconds"]
+    definition = model_definition(parameters, evaluation_only)  # before training: a bad value fails now
     start = time.perf_counter()
     record = train()
     seconds = time.perf_counter() - start
-    save_checkpoint(
-        {"model": model.state_dict(), "config": config, "record": record, "train_seconds": seconds}, path
-    )
+    state = dict(format=CHECKPOINT_FORMAT, definition=definition, versions=library_versions())
+    save_checkpoint({**state, "model": model.state_dict(), "record": record, "train_seconds": seconds}, path)
     return record, seconds
 
 
@@ -776,6 +964,40 @@ def plot_curves(history: dict, panels: dict, title: str | None = None, x: str = 
         ax.legend()
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _plain_label(key: str) -> str:
+    """A history key as a legend says it: train_elbo -> training, val_kl -> validation."""
+    for prefix, words in (("train_", "training"), ("val_", "validation")):
+        if key.startswith(prefix):
+            return words
+    return key.replace("_", " ")
+
+
+def plot_training_curves(
+    history: dict, panels: dict, title: str, logx: bool = True, labels: dict | None = None
+):
+    """The collection's training-curve figure, one layout for every notebook: panels two to a row
+    in a slide-shaped figure, {panel title: [history keys]}, every epoch drawn; training solid,
+    validation dashed, legends in words (`labels` {key: words} overrides), and a title that says
+    what the figure shows. `logx` spreads the first epochs, where most of the change happens."""
+    import matplotlib.pyplot as plt
+
+    rows = (len(panels) + 1) // 2
+    columns = min(2, len(panels))
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.1 * rows + 0.5), squeeze=False)
+    for ax, (panel, keys) in zip(axes.flat, panels.items(), strict=False):
+        for key in keys:
+            epochs = range(1, len(history[key]) + 1)
+            style = "--" if key.startswith("val") else "-"
+            ax.plot(epochs, history[key], style, label=(labels or {}).get(key, _plain_label(key)))
+        ax.set(title=panel, xlabel="epoch", xscale="log" if logx else "linear")
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -3,8 +3,10 @@ per-epoch history, per-image NLLs and prior samples, the static latent traversal
 batch run shows no widget and no warnings."""
 
 import json
+import os
 
 import numpy as np
+import papermill
 import pytest
 from conftest import REPO
 from test_notebooks import COMMON, run_small
@@ -34,3 +36,42 @@ def test_basic_vae_writes_its_results_and_a_static_traversal(tmp_path, monkeypat
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
     assert not [o for o in outputs if o.get("name") == "stderr"], "warnings or progress bars in the outputs"
     assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+
+
+def fashion_mnist_or_skip():
+    """Debian's official Fashion-MNIST files; CI installs them, elsewhere the test says how."""
+    import shared_utils as su
+
+    if su.find_file(su.data_root(), "fashion-mnist", "t10k-labels-idx1-ubyte") is None:
+        if os.environ.get("CI"):
+            pytest.fail("Fashion-MNIST is missing: CI installs it with apt-get install dataset-fashion-mnist")
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+
+
+def written_files(folder):
+    return {path: path.read_bytes() for path in [*folder.glob("results/*"), *folder.glob("images/*")]}
+
+
+def test_a_checkpoint_is_loaded_only_when_it_is_what_the_run_asks_for(tmp_path, monkeypatch):
+    """A model trained on Fashion-MNIST is refused by an MNIST run, and a checkpoint cut short
+    names itself: both stop before evaluation, and nothing on disk changes."""
+    fashion_mnist_or_skip()
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    trained = run_small("Basic_VAE.ipynb", tmp_path, epochs=1, dataset="fashion-mnist")
+    assert trained["dataset"] == "fashion-mnist"
+    outputs = written_files(tmp_path)
+
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        run_small("Basic_VAE.ipynb", tmp_path, epochs=1, load_checkpoint=True)
+    assert "dataset: checkpoint 'fashion-mnist', this run 'mnist'" in str(error.value)
+    assert "load_checkpoint=False" in str(error.value)
+
+    checkpoint = tmp_path / "checkpoints" / "basic_vae.pt"
+    cut = checkpoint.read_bytes()[: checkpoint.stat().st_size // 2]
+    checkpoint.write_bytes(cut)  # a copy interrupted half-way
+    with pytest.raises(papermill.PapermillExecutionError) as error:
+        run_small("Basic_VAE.ipynb", tmp_path, epochs=1, dataset="fashion-mnist", load_checkpoint=True)
+    assert "checkpoints/basic_vae.pt cannot be read: it is damaged" in str(error.value)
+    assert checkpoint.read_bytes() == cut, "the damaged file is left where it is"
+    assert written_files(tmp_path) == outputs, "results/ and images/ are as the Fashion-MNIST run left them"

@@ -62,5 +62,6 @@ def test_conv_vae_compares_pairs_and_reloads(tmp_path, monkeypatch):
     assert reloaded["test_nll_nats"] == trained["test_nll_nats"]
     assert reloaded["test_elbo_nats"] == trained["test_elbo_nats"]
 
-    with pytest.raises(papermill.PapermillExecutionError, match="other parameters"):
+    refusal = r"(?s)other settings.*fc_hidden: checkpoint 32, this run 16"
+    with pytest.raises(papermill.PapermillExecutionError, match=refusal):
         run_small("Conv_VAE.ipynb", tmp_path, epochs=1, load_checkpoint=True, fc_hidden=16)

@@ -12,6 +12,7 @@ import run_all
 
 NOTEBOOKS = sorted(p.name for p in REPO.glob("*.ipynb"))
 URL = re.compile(r'^REPO_URL = "(https://[^"]+)"$', re.MULTILINE)
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 
 def cells(notebook):
@@ -59,6 +60,22 @@ def test_one_repository_url_everywhere():
     assert len(found) == 1 and all(urls.values()), urls
     (url,) = found
     assert url in (REPO / "README.md").read_text() and url in (REPO / "CITATION.cff").read_text()
+
+
+def colab_link(notebook):
+    """Colab's address for a notebook of the repository that every notebook's REPO_URL names."""
+    (url,) = set(URL.findall("\n".join(source(c) for c in cells(notebook))))
+    colab = url.replace("https://github.com/", "https://colab.research.google.com/github/")
+    return f"{colab}/blob/main/{notebook}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_an_open_in_colab_badge_on_the_notebook_and_in_the_readme(notebook):
+    first_text = source(next(c for c in cells(notebook) if c["cell_type"] == "markdown"))
+    badge = f"[![Open in Colab]({COLAB_BADGE})]({colab_link(notebook)})"
+    assert first_text.startswith("# ") and badge in first_text, "a badge under the title opens this notebook"
+    row = next(line for line in (REPO / "README.md").read_text().splitlines() if f"[`{notebook}`]" in line)
+    assert badge in row, f"the README's table has no badge for {notebook}"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS)

@@ -12,6 +12,7 @@ import os
 import numpy as np
 import papermill
 import pytest
+import torch
 from conftest import NOT_YET_REWORKED, REPO
 
 from shared_utils import REQUIRED_RESULT_KEYS
@@ -39,12 +40,25 @@ SMALL_PARAMETERS = {
     "VampPrior_VAE.ipynb": ("vampprior_vae", {"hidden_sizes": [64, 64], "latent_dim": 8}),
 }
 NOTEBOOKS = sorted(p.name for p in REPO.glob("*.ipynb") if p.stem != "Comparison")
+# A setting of each notebook's objective or training, with another value: a checkpoint trained
+# with it (or on another dataset, or with another seed) is not the model a run asks for.
+OTHER_TRAINING = {
+    "Basic_VAE.ipynb": ("kl_form", "monte_carlo"),
+    "Conv_VAE.ipynb": ("dropout", 0.3),
+    "Autoencoder_vs_VAE.ipynb": ("learning_rate", 3e-3),
+    "MADE.ipynb": ("n_masks", 3),
+    "Pyro_VAE.ipynb": ("elbo_estimator", "TraceMeanField_ELBO"),
+    "Lagrangian_VAE.ipynb": ("mi", -1.0),
+    "IWAE.ipynb": ("gradient_estimator", "iwae"),
+    "IAF_VAE.ipynb": ("flow_steps", 1),
+    "VampPrior_VAE.ipynb": ("pseudo_input_init", "noise"),
+}
 
 
 def test_every_notebook_has_small_parameters():
     assert NOTEBOOKS, "no notebooks found at the top level"
-    missing = [nb for nb in NOTEBOOKS if nb not in SMALL_PARAMETERS]
-    assert not missing, f"add small parameters for {missing} to SMALL_PARAMETERS"
+    missing = [nb for nb in NOTEBOOKS if nb not in SMALL_PARAMETERS or nb not in OTHER_TRAINING]
+    assert not missing, f"add small parameters for {missing} to SMALL_PARAMETERS and OTHER_TRAINING"
 
 
 def finite_numbers(value):
@@ -134,6 +148,28 @@ def test_notebook_runs_small(notebook, tmp_path, monkeypatch):
     assert len(figures) >= 3, f"expected the notebook's figures in images/, found {figures}"
     for figure in figures:
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 2000, figure
+
+    check_refuses_another_model(notebook, tmp_path)
+
+
+def check_refuses_another_model(notebook, tmp_path):
+    """Make each checkpoint the run saved claim another dataset, seed and training setting: a
+    reload stops before evaluation, naming each with both values, and results/ stays as it was."""
+    setting, value = OTHER_TRAINING[notebook]
+    claimed = {"dataset": "fashion-mnist", "seed": 7, setting: value}
+    checkpoints = sorted((tmp_path / "checkpoints").glob("*.pt"))
+    assert checkpoints, "the run saved no checkpoint"
+    for path in checkpoints:
+        state = torch.load(path, weights_only=True)
+        assert setting in state["definition"], f"{setting} is not recorded in {path.name}"
+        state["definition"].update(claimed)
+        torch.save(state, path)
+    results = {path: path.read_bytes() for path in (tmp_path / "results").iterdir()}
+    with pytest.raises(papermill.PapermillExecutionError, match="CheckpointError") as error:
+        run_small(notebook, tmp_path, load_checkpoint=True)
+    for name, value in claimed.items():
+        assert f"{name}: checkpoint {value!r}, this run " in str(error.value), name
+    assert {path: path.read_bytes() for path in (tmp_path / "results").iterdir()} == results
 
 
 def run_small(notebook, folder, **changes):

@@ -183,7 +183,7 @@ def test_check_parameters_lists_every_problem():
     for name in ("epochs", "batch_size", "learning_rate", "hidden_sizes"):
         assert name in str(error.value)
     su.check_parameters(
-        epochs=0, batch_size=8, learning_rate=1e-3, hidden_sizes=[8, 4], train_size=None, load_checkpoint=True
+        epochs=1, batch_size=8, learning_rate=1e-3, hidden_sizes=[8, 4], train_size=None, load_checkpoint=True
     )
 
 
@@ -192,9 +192,11 @@ def test_check_parameters_knows_counts_by_name_and_the_epochs_rule():
         su.check_parameters(n_masks=0, elbo_check_repeats=2.5, contrast_epochs=-1, latent_dim=True, seed=-1)
     for bad in ("n_masks=0", "elbo_check_repeats=2.5", "contrast_epochs=-1", "latent_dim=True", "seed=-1"):
         assert bad in str(error.value)
-    with pytest.raises(ValueError, match="epochs=0 trains nothing"):
-        su.check_parameters(epochs=0, load_checkpoint=False)
-    su.check_parameters(contrast_epochs=0, n_masks=1, kl_form="analytic")  # names it does not know pass
+    # A run that loads a checkpoint still says how long the model was trained: the load checks it.
+    for load in (False, True):
+        with pytest.raises(ValueError, match="epochs=0 must be a whole number >= 1"):
+            su.check_parameters(epochs=0, load_checkpoint=load)
+    su.check_parameters(contrast_epochs=1, n_masks=1, kl_form="analytic")  # names it does not know pass
 
 
 def test_check_output_dirs_names_the_bad_parameter(tmp_path):
@@ -478,26 +480,99 @@ def test_paired_difference_uses_the_spread_of_the_differences():
         su.paired_difference(a, b[:-1])
 
 
-def test_train_or_load_trains_times_saves_then_loads_and_checks_the_config(tmp_path, capsys):
-    model = torch.nn.Linear(3, 2)
-    path = tmp_path / "ck" / "m.pt"
+RUN = dict(dataset="mnist", seed=0, epochs=2, width=3, kl_form="analytic", nll_samples=1000, device="auto")
+
+
+def trained_checkpoint(tmp_path, **run):
+    """A tiny model trained by train_or_load under RUN (changed by `run`): (model, path, record)."""
+    model, path = torch.nn.Linear(3, 2), tmp_path / "ck" / "m.pt"
 
     def train():
         with torch.no_grad():
             model.weight.fill_(0.5)
         return {"history": {"loss": [3.0, 2.0], "seconds": [0.1, 0.2]}}
 
-    record, seconds = su.train_or_load(train, model, path, {"width": 3}, load=False)
-    assert record["history"]["loss"] == [3.0, 2.0] and seconds >= 0 and path.is_file()
+    record, _ = su.train_or_load(train, model, path, {**RUN, **run}, load=False)
+    return model, path, record
+
+
+def test_train_or_load_trains_times_saves_then_loads_what_the_run_asks_for(tmp_path, capsys):
+    _, path, record = trained_checkpoint(tmp_path)
+    assert record["history"]["loss"] == [3.0, 2.0] and path.is_file()
     fresh = torch.nn.Linear(3, 2)
-    again, again_seconds = su.train_or_load(
-        lambda: pytest.fail("retrained"), fresh, path, {"width": 3}, load=True
+    # Settings that change only what is evaluated or where files go do not block a load.
+    evaluation = dict(nll_samples=20, device="cpu", test_size=100, images_dir="elsewhere", tsne_points=5)
+    again, seconds = su.train_or_load(
+        lambda: pytest.fail("retrained"), fresh, path, {**RUN, **evaluation}, load=True
     )
-    assert again == record and again_seconds == seconds and torch.all(fresh.weight == 0.5)
-    with pytest.raises(ValueError, match=r"other parameters.*'width': \(3, 4\)"):
-        su.train_or_load(train, fresh, path, {"width": 4}, load=True)
+    assert again == record and seconds >= 0 and torch.all(fresh.weight == 0.5)
     with pytest.raises(FileNotFoundError, match="load_checkpoint=False"):
-        su.train_or_load(train, fresh, tmp_path / "none.pt", {"width": 3}, load=True)
+        su.train_or_load(pytest.fail, fresh, tmp_path / "none.pt", RUN, load=True)
+
+
+@pytest.mark.parametrize(
+    "change", [dict(dataset="fashion-mnist"), dict(kl_form="monte_carlo"), dict(seed=1), dict(epochs=3)]
+)
+def test_a_checkpoint_of_another_model_is_refused_naming_both_values(tmp_path, change):
+    _, path, _ = trained_checkpoint(tmp_path)
+    before = path.read_bytes()
+    [(name, value)] = change.items()
+    with pytest.raises(su.CheckpointError) as error:
+        su.train_or_load(pytest.fail, torch.nn.Linear(3, 2), path, {**RUN, **change}, load=True)
+    message = str(error.value)
+    assert str(path) in message and f"{name}: checkpoint {RUN[name]!r}, this run {value!r}" in message
+    assert "load_checkpoint=False" in message and "set these parameters" in message
+    assert path.read_bytes() == before, "the checkpoint is left as it was"
+
+
+def test_every_differing_setting_is_listed_and_a_new_one_counts(tmp_path):
+    _, path, _ = trained_checkpoint(tmp_path)
+    with pytest.raises(su.CheckpointError) as error:
+        su.load_checkpoint(path, expect={**RUN, "seed": 5, "dataset": "fashion-mnist", "dropout": 0.1})
+    lines = [line.strip() for line in str(error.value).splitlines()[1:4]]
+    assert lines == [
+        "dataset: checkpoint 'mnist', this run 'fashion-mnist'",
+        "dropout: checkpoint '(not set)', this run 0.1",
+        "seed: checkpoint 0, this run 5",
+    ]
+
+
+def test_a_notebooks_own_evaluation_settings_do_not_block_a_load(tmp_path):
+    _, path, _ = trained_checkpoint(tmp_path, snr_repeats=200)
+    with pytest.raises(su.CheckpointError, match="snr_repeats"):
+        su.load_checkpoint(path, expect={**RUN, "snr_repeats": 5})
+    su.load_checkpoint(path, expect={**RUN, "snr_repeats": 5}, evaluation_only=["snr_repeats"])
+    # a tuple and a list of the same sizes are the same network
+    assert su.model_definition({"hidden_sizes": (4, 4)}) == su.model_definition({"hidden_sizes": [4, 4]})
+
+
+@pytest.mark.parametrize("cut", [0, 1, 100, -100])
+def test_a_damaged_checkpoint_names_the_file_and_is_left_in_place(tmp_path, cut):
+    _, path, _ = trained_checkpoint(tmp_path)
+    data = path.read_bytes()
+    damaged = data[:cut]  # empty, one byte, the head, all but the tail (a copy cut short)
+    path.write_bytes(damaged)
+    with pytest.raises(su.CheckpointError) as error:
+        su.train_or_load(pytest.fail, torch.nn.Linear(3, 2), path, RUN, load=True)
+    message = str(error.value)
+    assert str(path) in message and "damaged" in message and "load_checkpoint=False" in message
+    assert "PytorchStreamReader" not in message.split("(")[0], "torch's own words are only the detail"
+    assert path.read_bytes() == damaged, "the damaged file is left where it is"
+
+
+def test_files_that_are_not_this_projects_checkpoints(tmp_path):
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)  # a readable checkpoint of something else
+    with pytest.raises(su.CheckpointError, match="not a checkpoint of this project"):
+        su.load_checkpoint(other, expect=RUN)
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(su.CheckpointError, match=f"{text}.*damaged.*or is not a checkpoint"):
+        su.load_checkpoint(text)
+    old = tmp_path / "old.pt"  # the first format recorded the network's sizes only
+    torch.save({"model": {}, "config": {"width": 3}, "record": {}, "train_seconds": 1.0}, old)
+    with pytest.raises(su.CheckpointError, match="earlier version of this project"):
+        su.load_checkpoint(old, expect=RUN)
 
 
 def test_progress_prints_one_line_in_batch_runs(monkeypatch, capsys):
@@ -513,12 +588,12 @@ def test_progress_prints_one_line_in_batch_runs(monkeypatch, capsys):
 
 
 def test_checkpoint_round_trip_refuses_code(tmp_path):
-    state = {"model": {"w": torch.randn(3)}, "history": {"elbo": [1.0, 2.0]}, "name": "x"}
+    state = {"model": {"w": torch.randn(3)}, "record": {"elbo": [1.0, 2.0]}, "train_seconds": 1.5}
     path = su.save_checkpoint(state, tmp_path / "ckpt" / "m.pt")
     loaded = su.load_checkpoint(path)
-    assert torch.equal(loaded["model"]["w"], state["model"]["w"]) and loaded["history"] == state["history"]
+    assert torch.equal(loaded["model"]["w"], state["model"]["w"]) and loaded["record"] == state["record"]
     torch.save({"bad": su.Data}, tmp_path / "evil.pt")  # a pickled class: weights_only refuses it
-    with pytest.raises(Exception, match="[Ww]eights only"):
+    with pytest.raises(su.CheckpointError, match="evil.pt.*[Ww]eights only"):
         su.load_checkpoint(tmp_path / "evil.pt")
     with pytest.raises(FileNotFoundError, match="load_checkpoint=False"):
         su.load_checkpoint(tmp_path / "missing.pt")
@@ -529,3 +604,77 @@ def test_image_grid_and_interpolation():
     assert grid.shape == (2 * 30 + 2, 3 * 30 + 2)
     line = su.interpolate(torch.zeros(2), torch.ones(2), 5)
     assert torch.allclose(line[:, 0], torch.tensor([0, 0.25, 0.5, 0.75, 1.0]))
+
+
+def tiny_objective(model, x):
+    """A linear 'decoder' scored by Bernoulli log-likelihood: the loss and one per-image term."""
+    log_px = -torch.nn.functional.binary_cross_entropy_with_logits(model(x), x, reduction="none").sum(-1)
+    return -log_px.mean(), {"log_px": log_px}
+
+
+def tiny_evaluate(model, x):
+    with torch.no_grad():
+        return {"log_px": tiny_objective(model, x)[1]["log_px"].mean().item()}
+
+
+def test_train_learns_records_each_term_and_repeats_with_the_seed():
+    x = torch.rand(64, 784)
+    runs, seen = [], []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(784, 784)
+        history = su.train(
+            model, tiny_objective, tiny_evaluate, x, x[:16], range(1, 4), 16, 1e-2,
+            torch.Generator().manual_seed(0), after_epoch=lambda epoch, history: seen.append(epoch),
+        )  # fmt: skip
+        runs.append(history)
+    assert list(runs[0]) == ["train_log_px", "val_log_px", "seconds"] and seen == [1, 2, 3, 1, 2, 3]
+    assert runs[0]["train_log_px"][-1] > runs[0]["train_log_px"][0], "the likelihood rises"
+    assert runs[0]["train_log_px"] == runs[1]["train_log_px"], "the same seed gives the same numbers"
+    assert runs[0]["seconds"] == sorted(runs[0]["seconds"])
+
+
+def test_train_stops_on_a_nan_loss_saying_what_to_do():
+    def broken(model, x):
+        return torch.tensor(float("nan"), requires_grad=True), {}
+
+    with pytest.raises(FloatingPointError, match="epoch 1: lower the learning rate"):
+        x = torch.rand(4, 2)
+        su.train(torch.nn.Linear(2, 2), broken, tiny_evaluate, x, x, range(1, 3), 2, 1e-3, torch.Generator())
+
+
+def test_notebook_parameters_are_the_plain_lowercase_names_defined_after_the_mark():
+    namespace = {"os": os, "REPO_URL": "x", "In": []}
+    before = set(namespace)
+    namespace |= {"epochs": 3, "hidden_sizes": [8, 4], "data_dir": None, "kl_form": "analytic", "_i3": "x"}
+    namespace |= {"NAME": "basic_vae", "helper": print, "history": {"a": [1]}}
+    expected = {"epochs": 3, "hidden_sizes": [8, 4], "data_dir": None, "kl_form": "analytic"}
+    assert su.notebook_parameters(namespace, before) == expected
+
+
+def test_setup_checks_choices_and_folders_before_loading(tmp_path):
+    parameters = dict(dataset="mnist", seed=0, device="cpu", epochs=1, val_size=10, train_size=20)
+    parameters |= dict(test_size=30, kl_form="exact", images_dir=str(tmp_path / "images"))
+    forms = ("analytic", "monte_carlo")
+    with pytest.raises(ValueError, match=r"kl_form='exact': choose one of \['analytic', 'monte_carlo'\]"):
+        su.setup(parameters, kl_form=forms)
+    assert not (tmp_path / "images").exists(), "nothing was made before the parameters were right"
+    device, generator, data = su.setup({**parameters, "kl_form": "analytic"}, kl_form=forms)
+    assert device.type == "cpu" and isinstance(generator, torch.Generator) and (tmp_path / "images").is_dir()
+    assert [len(data.train_x), len(data.val_x), len(data.test_x)] == [20, 10, 30]
+
+
+def test_save_results_writes_the_shared_keys_from_the_run(tmp_path):
+    model = torch.nn.Linear(2, 3)
+    nll = {"mean": 90.0, "stderr": 0.5, "per_image": torch.tensor([89.0, 91.0])}
+    history = {"val_elbo": [-100.0, -95.0], "seconds": [1.0, 2.0]}
+    parameters = dict(dataset="mnist", seed=3, nll_samples=10, results_dir=str(tmp_path))
+    published = {"value": None, "source": "none", "differs": ""}
+    path = su.save_results("m", parameters, model, history, 2.5, nll, -95.5, published, torch.zeros(16, 784),
+                           active_units=2)  # fmt: skip
+    written = json.loads(path.read_text())
+    assert set(su.REQUIRED_RESULT_KEYS) <= set(written) and written["epochs"] == 2 and written["seed"] == 3
+    assert written["model_parameters"] == 9 and written["active_units"] == 2 and written["device"] == "cpu"
+    assert written["parameters"] == parameters and np.load(tmp_path / "m_test_nll.npy").tolist() == [89, 91]
+    prior = su.decode_prior_samples(lambda z: z @ torch.zeros(4, 784), 4, seed=0)
+    assert prior.shape == (16, 784) and torch.all(prior == 0.5)
