@@ -2,14 +2,19 @@
 figure gallery from results/*.json and images/.
 
     python run_all.py                        # all notebooks, then the README
+    python run_all.py --jobs 4               # four notebooks side by side, each on a quarter of the cores
     python run_all.py --only MADE.ipynb      # one notebook (repeatable), then the README
     python run_all.py --readme-only          # just rebuild the README tables
     python run_all.py --timings              # how long each committed default run took
     python run_all.py --only Basic_VAE.ipynb --seeds 0 1 2   # one notebook with several seeds
 
-Each notebook is executed in place (its committed outputs are replaced by the new run's), one
-after another so that every notebook has the whole machine and its timings are honest. Volatile
-metadata (papermill's timestamps and paths) is stripped afterwards and the run's wall time goes
+Each notebook is executed by papermill into a scratch copy, which replaces the committed notebook
+once the run has succeeded (a failed run leaves the committed one as it was and says where its
+copy and log are). By default they run one after another so that every notebook has the whole
+machine and its timings are honest; --jobs N runs N side by side, each with its share of the
+cores, for a faster run on a machine with 8 or more cores whose timings are those of a shared
+machine. A notebook that reads another's outputs starts after that one, and the comparison last.
+Volatile metadata (papermill's timestamps and paths) is stripped and the run's wall time goes
 into results/<name>.json, so a rerun that changes no result changes no committed byte beyond
 timings. Runs with other seeds write results/<name>_seed<N>.json (and its .npy files) only.
 """
@@ -17,9 +22,12 @@ timings. Runs with other seeds write results/<name>_seed<N>.json (and its .npy f
 import argparse
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent
@@ -51,8 +59,43 @@ def results_name(path: Path) -> str:
     return path.stem.lower()
 
 
-def strip_volatile(path: Path) -> None:
-    """Drop papermill's and Jupyter's per-run metadata (timestamps, durations) and this machine's path."""
+def label(path: Path, seed: int | None) -> str:
+    return path.name + ("" if seed is None else f" (seed {seed})")
+
+
+# The notebooks that read another one's outputs (results/basic_vae*, checkpoints/basic_vae.pt; the
+# tests grep the notebooks for these names). They start once that one has finished, so that they
+# read this run's outputs, as in a run one at a time.
+READS = {
+    name: {"Basic_VAE.ipynb"}
+    for name in (
+        "Autoencoder_vs_VAE.ipynb",
+        "Conv_VAE.ipynb",
+        "IAF_VAE.ipynb",
+        "IWAE.ipynb",
+        "Pyro_VAE.ipynb",
+        "VampPrior_VAE.ipynb",
+    )
+}
+
+
+def waits_for(path: Path, chosen: set[Path]) -> set[Path]:
+    """The notebooks of this run that must finish before `path` starts: the comparison reads every
+    results file, so it waits for all the others."""
+    if path.stem == "Comparison":
+        return chosen - {path}
+    return {p for p in chosen if p.name in READS.get(path.name, ())}
+
+
+def cpu_count() -> int:
+    """The cores this process may use (fewer than the machine's in a container or under taskset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def strip_volatile(path: Path, target: Path | None = None) -> None:
+    """Drop papermill's and Jupyter's per-run metadata (timestamps, durations) and this machine's path,
+    writing the result to `target` (default: in place) through a temporary file and a rename, so
+    that an interrupted run never leaves `target` half-written."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -61,7 +104,10 @@ def strip_volatile(path: Path) -> None:
         for key in ("papermill", "execution"):
             cell.metadata.pop(key, None)
     text = nbformat.writes(nb) + "\n"
-    path.write_text(text.replace(str(REPO) + os.sep, "").replace(str(REPO), "."))
+    target = target or path
+    partial = target.with_name(target.name + ".partial")  # *.partial is in .gitignore
+    partial.write_text(text.replace(str(REPO) + os.sep, "").replace(str(REPO), "."))
+    os.replace(partial, target)
 
 
 def record_seconds(name: str, seconds: float, results: Path) -> None:
@@ -72,45 +118,90 @@ def record_seconds(name: str, seconds: float, results: Path) -> None:
     path.write_text(json.dumps(record, indent=2) + "\n")
 
 
-def run_notebook(path: Path, seed: int | None = None) -> float:
-    """Execute a notebook in place (seed None: its defaults), or a copy with another seed whose
-    results go to results/<name>_seed<N>.* and whose figures go to a scratch folder."""
-    import papermill
+class NotebookFailed(Exception):
+    """A notebook's run failed; the message says where its executed copy and log are."""
 
-    os.environ["VAE_BATCH_RUN"] = "1"  # one progress line per training in the saved outputs
+
+def run_notebook(path: Path, seed: int | None = None, threads: int | None = None) -> float:
+    """Execute a notebook with its defaults (seed None), replacing the committed notebook, or with
+    another seed, whose results go to results/<name>_seed<N>.* and whose figures, checkpoint and
+    notebook go to a scratch folder. `threads`: the kernel's torch threads (None: all the cores).
+
+    Papermill runs in its own process, writing the executed notebook and a log (cell outputs
+    included) into a scratch folder that is removed once the run has succeeded. Its own process
+    gives each kernel its own environment, which side-by-side runs need."""
+    work = Path(tempfile.mkdtemp(prefix=f"run_all-{path.stem}-"))
+    executed, log = work / path.name, work / f"{path.stem}.log"
+    command = [sys.executable, "-m", "papermill", str(path), str(executed), "--cwd", str(REPO)]
+    command += ["--kernel", "python3", "--no-progress-bar", "--log-output"]
+    if seed is not None:
+        parameters = {"seed": seed, "images_dir": str(work / "images"), "checkpoint_dir": str(work)}
+        parameters["results_dir"] = str(work / "results")
+        command += ["--parameters_yaml", json.dumps(parameters)]  # JSON is YAML, and keeps the types
+    env = dict(os.environ, VAE_BATCH_RUN="1")  # one progress line per training in the saved outputs
     # A non-interactive backend such as MPLBACKEND=Agg would leave the committed notebooks without
     # their figures: the kernels use Jupyter's inline backend whatever the shell says.
-    os.environ.pop("MPLBACKEND", None)
+    env.pop("MPLBACKEND", None)
+    if threads is not None:  # torch reads these when the kernel imports it; the notebooks set none
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    share = "" if threads is None else f", torch threads: {threads}"
+    print(f"== {label(path, seed)}{share} (log: {log})", flush=True)
     start = time.time()
-    print(f"== {path.name}" + ("" if seed is None else f" (seed {seed})"), flush=True)
+    with open(log, "w") as out:
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+    if code != 0:
+        last = "\n".join("     " + line for line in log.read_text().splitlines()[-10:])
+        raise NotebookFailed(f"papermill exited with {code}; executed copy {executed}, log {log}:\n{last}")
+    name = results_name(path)
     if seed is None:
-        papermill.execute_notebook(
-            str(path), str(path), cwd=str(REPO), kernel_name="python3", progress_bar=False
-        )
-        strip_volatile(path)
-        record_seconds(results_name(path), time.time() - start, REPO / "results")
+        strip_volatile(executed, target=path)
+        record_seconds(name, time.time() - start, REPO / "results")
     else:
-        with tempfile.TemporaryDirectory() as scratch:
-            scratch = Path(scratch)
-            parameters = {"seed": seed, "images_dir": str(scratch / "images"), "checkpoint_dir": str(scratch)}
-            parameters["results_dir"] = str(scratch / "results")
-            out = scratch / path.name
-            papermill.execute_notebook(
-                str(path),
-                str(out),
-                parameters=parameters,
-                cwd=str(REPO),
-                kernel_name="python3",
-                progress_bar=False,
-            )
-            name = results_name(path)
-            record_seconds(name, time.time() - start, scratch / "results")
-            for produced in (scratch / "results").glob(f"{name}*"):
-                target = REPO / "results" / produced.name.replace(name, f"{name}_seed{seed}", 1)
-                target.write_bytes(produced.read_bytes())
+        record_seconds(name, time.time() - start, work / "results")
+        for produced in (work / "results").glob(f"{name}*"):
+            target = REPO / "results" / produced.name.replace(name, f"{name}_seed{seed}", 1)
+            target.write_bytes(produced.read_bytes())
+    shutil.rmtree(work)
     seconds = time.time() - start
-    print(f"   done in {seconds / 60:.1f} min", flush=True)
+    print(f"   {label(path, seed)} done in {seconds / 60:.1f} min", flush=True)
     return seconds
+
+
+def run_tasks(tasks: list[tuple[Path, int | None]], jobs: int = 1) -> tuple[list[str], list[str]]:
+    """Run (notebook, seed) tasks `jobs` at a time, each once the notebooks it reads have finished
+    (waits_for), in the order given otherwise. With jobs > 1 each kernel gets its share of the
+    cores. After a failure nothing new starts; the running ones finish. Returns the failed and the
+    never started, as labels."""
+    threads = None if jobs == 1 else max(1, cpu_count() // jobs)
+    chosen = {path for path, _ in tasks}
+    waiting, running, failed = list(tasks), {}, []
+    # Threads are enough: each notebook runs in its own papermill process (run_notebook).
+    with ThreadPoolExecutor(jobs) as pool:
+        while running or (waiting and not failed):
+            unfinished = {path for path, _ in waiting + list(running.values())}
+            for task in list(waiting):
+                if not failed and len(running) < jobs and not waits_for(task[0], chosen) & unfinished:
+                    waiting.remove(task)
+                    running[pool.submit(run_notebook, *task, threads)] = task
+            assert running, f"READS has a cycle: nothing can start among {waiting}"
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                path, seed = running.pop(future)
+                try:
+                    future.result()
+                except NotebookFailed as err:
+                    failed.append(label(path, seed))
+                    print(f"!! {label(path, seed)} FAILED: {err}", flush=True)
+    return failed, [label(path, seed) for path, seed in waiting]
+
+
+def check_data() -> None:
+    """Fail in seconds, not after the first notebook, when the data cannot be found."""
+    sys.path.insert(0, str(REPO))
+    import shared_utils
+
+    shared_utils.load_split("mnist", "test")
+    shared_utils.load_split("mnist", "train")
 
 
 # Minutes each notebook may take with its defaults on a 2-core CPU.
@@ -197,6 +288,12 @@ def update_readme() -> None:
     print(f"updated {README.name}")
 
 
+def jobs_count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of notebooks, 1 or more")
+    return int(text)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -211,6 +308,13 @@ def main(argv=None) -> int:
         nargs="+",
         help="run with these seeds into results/<name>_seed<N>.* (with --only)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=jobs_count,
+        default=1,
+        metavar="N",
+        help="run N notebooks side by side, each with 1/N of the cores (default 1: one at a time)",
+    )
     args = parser.parse_args(argv)
     if args.timings:
         print(timings())
@@ -222,18 +326,19 @@ def main(argv=None) -> int:
             if unknown:
                 parser.error(f"no such notebook: {unknown}; choose from {[p.name for p in chosen]}")
             chosen = [REPO / n for n in args.only]
-        # Fail in seconds, not after the first notebook, when the data cannot be found.
-        sys.path.insert(0, str(REPO))
-        import shared_utils
-
-        shared_utils.load_split("mnist", "test")
-        shared_utils.load_split("mnist", "train")
         if args.seeds and not args.only:
             parser.error("--seeds needs --only NOTEBOOK: say which notebook to run with several seeds")
-        for path in chosen:
-            for seed in args.seeds or [None]:
-                run_notebook(path, seed)
+        check_data()
+        failed, not_started = run_tasks([(p, s) for p in chosen for s in args.seeds or [None]], args.jobs)
         print(timings())
+        if failed:
+            print(
+                f"FAILED: {', '.join(failed)} (the messages above say where their logs are)", file=sys.stderr
+            )
+            if not_started:
+                print(f"not started: {', '.join(not_started)}", file=sys.stderr)
+            print("the README tables were not rebuilt", file=sys.stderr)
+            return 1
     if not args.no_readme:
         update_readme()
     return 0
