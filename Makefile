@@ -1,14 +1,17 @@
 # make all   : install into .venv, run every notebook, regenerate images/, results/ and the README tables
+#              one at a time; with 8+ cores, .venv/bin/python run_all.py --jobs 4 runs four side by side
 # make test  : install into .venv, run the tests (about 7 minutes on 2 CPU cores)
 # make lint  : ruff on the Python files and the notebooks
 # make seeds : Basic_VAE with seeds 1 and 2 into results/basic_vae_seed<N>.* (the seed-to-seed spread)
 # make recipes : the Basic VAE's recipe frontier into results/basic_vae_recipes.json (about 30 minutes)
+# make book  : the notebooks as a web book, as committed (nothing is rerun), into _build/html/
+# make jupyter : JupyterLab on the notebooks
 # PYTHON=python3.12 VENV=.venv312 make test   runs the same tests on Python 3.12
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: all test lint readme seeds recipes
+.PHONY: all test lint readme seeds recipes book jupyter
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +36,11 @@ seeds: $(VENV)/.installed
 
 recipes: $(VENV)/.installed
 	$(BIN)/python benchmarks/basic_vae_recipes.py
+
+# Sphinx reads the repository root with book/'s settings; -W: a broken link or figure fails the build.
+book: $(VENV)/.installed
+	$(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml -W --keep-going
+
+# As root (a container), Jupyter refuses to start without --allow-root.
+jupyter: $(VENV)/.installed
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -420,9 +420,7 @@ def setup(parameters: dict, **choices):
              for name, allowed in choices.items() if parameters[name] not in allowed]  # fmt: skip
     if wrong:
         raise ValueError("Impossible parameters: " + "; ".join(wrong) + ". Fix them in the parameters cell.")
-    folders = {
-        name: value for name, value in parameters.items() if name.endswith("_dir") and name != "data_dir"
-    }
+    folders = {name: parameters[name] for name in _OUTPUT_FOLDERS if name in parameters}
     check_output_dirs(**folders)
     device = get_device(parameters.get("device", "auto"))
     generator = seed_everything(parameters["seed"], device)
@@ -683,6 +681,9 @@ def write_results(
     return path
 
 
+_OUTPUT_FOLDERS = ("images_dir", "results_dir", "checkpoint_dir")
+
+
 def save_results(name, parameters, model, history, train_seconds, nll, test_elbo, published, prior_samples,
                  **extra) -> Path:  # fmt: skip
     """write_results for a trained model in one call: the shared keys come from the run (its
@@ -705,9 +706,11 @@ def save_results(name, parameters, model, history, train_seconds, nll, test_elbo
         published=published,
         history=history,
     )
+    # Where this run wrote is no property of its result (and would put this machine's paths in it).
+    recorded = {key: value for key, value in parameters.items() if key not in _OUTPUT_FOLDERS}
     folder = parameters.get("results_dir", "results")
     return write_results(
-        name, metrics, parameters, folder, test_nll=nll["per_image"], prior_samples=prior_samples
+        name, metrics, recorded, folder, test_nll=nll["per_image"], prior_samples=prior_samples
     )
 
 
@@ -717,6 +720,23 @@ def decode_prior_samples(decode, latent_dim: int, seed: int, device="cpu") -> to
     probabilities: the rows of the comparison's grid of samples."""
     z = torch.randn(PRIOR_SAMPLES, latent_dim, generator=torch.Generator().manual_seed(seed))
     return torch.sigmoid(decode(z.to(device))).cpu()
+
+
+# The roles of the cells a reader copies out of a notebook: its model, objective and training loop.
+COPYABLE_ROLES = ("model", "objective", "train")
+
+
+def copyable_cells(notebook: str | os.PathLike) -> list[str]:
+    """The sources of a notebook's cells tagged with a COPYABLE_ROLES role that hold only imports,
+    functions and classes: what runs when copied with torch alone (a cell that builds or trains
+    the notebook's own model uses its globals). The tests and the recipe benchmark run them."""
+    import ast
+
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    definitions = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)
+    tagged = [c for c in cells if set(COPYABLE_ROLES) & set(c["metadata"].get("tags", []))]
+    sources = ["".join(c["source"]) for c in tagged if c["cell_type"] == "code"]
+    return [source for source in sources if all(isinstance(n, definitions) for n in ast.parse(source).body)]
 
 
 def _as_float32(values) -> np.ndarray:

@@ -39,9 +39,8 @@ RECIPES = [
 
 
 def model_cells(notebook: Path) -> dict:
-    """The namespace of the notebook's cells tagged "model" (VAE, elbo_terms, log_importance_weights)."""
-    cells = json.loads(notebook.read_text())["cells"]
-    source = "\n\n".join("".join(c["source"]) for c in cells if "model" in c["metadata"].get("tags", []))
+    """The namespace of the notebook's copyable cells (VAE, elbo_terms, log_importance_weights, ...)."""
+    source = "\n\n".join(su.copyable_cells(notebook))
     namespace: dict = {}
     exec(compile(source, str(notebook), "exec"), namespace)
     return namespace

@@ -17,3 +17,14 @@ os.environ.setdefault("VAE_BATCH_RUN", "1")
 # Notebooks whose rework (issue 10) is not landed yet, with the reason: they keep their previous
 # shape, so the checks of the new conventions skip them, saying why. Empty when all are reworked.
 NOT_YET_REWORKED: dict[str, str] = {}
+
+# Notebooks not yet reworked into lecture shape (issue 17, "Lectures, not harnesses"): the shape
+# test prints their measures and skips them, saying why. Empty when all are lectures.
+_LECTURE = "not yet reworked into lecture shape (issue 17): Basic_VAE is the model to follow"
+NOT_YET_IN_LECTURE_SHAPE: dict[str, str] = {
+    name: _LECTURE
+    for name in (
+        "Autoencoder_vs_VAE.ipynb", "Conv_VAE.ipynb", "IAF_VAE.ipynb", "Lagrangian_VAE.ipynb", "MADE.ipynb",
+        "Pyro_VAE.ipynb",
+    )
+}  # fmt: skip

@@ -1,7 +1,9 @@
-"""IWAE's model cells (tagged "model" in IWAE.ipynb), checked against known values: L_1 is the ELBO
-on the same draws; L_k rises with k and reaches log p(x) computed by quadrature; the DReG surrogate
-gives the IWAE decoder gradient exactly and the IWAE encoder gradient in expectation (and the test
-would see a biased encoder gradient); bad estimator names fail."""
+"""IWAE's model and objective cells (tagged "model" and "objective" in IWAE.ipynb), checked against
+known values: L_1 is the ELBO on the same draws; L_k rises with k and reaches log p(x) computed by
+quadrature; the DReG surrogate gives the IWAE decoder gradient exactly and the IWAE encoder gradient
+in expectation (and the test would see a biased encoder gradient); bad estimator names fail; the
+objective and the validation score that su.train is given record what they say. And the claim of
+the notebook's gradient signal-to-noise figure in the one-dimensional Gaussian model."""
 
 import json
 import math
@@ -13,16 +15,29 @@ import torch.nn.functional as F
 from conftest import REPO
 from torch.distributions import Normal
 
+import shared_utils as su
+
 
 @pytest.fixture(scope="module")
 def cells():
-    """The notebook's model cells, executed in a fresh namespace (as a reader would copy them)."""
-    notebook = json.loads((REPO / "IWAE.ipynb").read_text())
-    source = "\n\n".join(
-        "".join(c["source"]) for c in notebook["cells"] if "model" in c["metadata"].get("tags", [])
-    )
+    """The notebook's copyable cells (model, objective), executed in a fresh namespace, as a reader
+    would copy them."""
+    source = "\n\n".join(su.copyable_cells(REPO / "IWAE.ipynb"))
     namespace = {}
-    exec(compile(source, "IWAE.ipynb model cells", "exec"), namespace)
+    exec(compile(source, "IWAE.ipynb model and objective cells", "exec"), namespace)
+    return namespace
+
+
+def notebook_functions(*names):
+    """The notebook cells that define these functions (analysis cells, not copyable ones), run after
+    the copyable cells in one namespace."""
+    cells_ = json.loads((REPO / "IWAE.ipynb").read_text())["cells"]
+    sources = [*su.copyable_cells(REPO / "IWAE.ipynb")]
+    for name in names:
+        (source,) = ["".join(c["source"]) for c in cells_ if f"def {name}(" in "".join(c["source"])]
+        sources.append(source)
+    namespace = {}
+    exec(compile("\n\n".join(sources), "IWAE.ipynb cells", "exec"), namespace)
     return namespace
 
 
@@ -162,3 +177,52 @@ def test_dreg_needs_no_graph_and_unknown_estimators_fail(cells):
     assert torch.isfinite(loss) and log_w.shape == (3, 4)
     with pytest.raises(ValueError, match="estimator='reinforce'"):
         cells["iwae_loss"](model, x, 3, "reinforce")
+
+
+def test_the_objective_records_the_bound_and_the_elbo_of_its_own_draws(cells):
+    model = tiny_model(cells)
+    x = torch.rand(6, 784).bernoulli()
+    for estimator in ("iwae", "dreg"):
+        torch.manual_seed(3)
+        loss, terms = cells["iwae_objective"](model, x, 4, estimator)
+        torch.manual_seed(3)
+        expected, log_w = cells["iwae_loss"](model, x, 4, estimator)
+        assert torch.equal(loss, expected) and list(terms) == ["bound", "elbo"]
+        assert torch.equal(terms["bound"], cells["iwae_bound"](log_w))
+        assert torch.equal(terms["elbo"], log_w.mean(0))
+        assert not any(t.requires_grad for t in terms.values())
+
+
+def test_the_validation_score_is_the_mean_of_the_per_image_terms(cells):
+    """evaluate_iwae's keys, in the order the history records them, and its values: per batch, the
+    ELBO terms of one draw and then L_k, averaged over the images."""
+    model = tiny_model(cells)
+    x = torch.rand(7, 784).bernoulli()
+    torch.manual_seed(5)
+    scores = cells["evaluate_iwae"](model, x, 3, batch_size=4)
+    assert list(scores) == ["reconstruction", "kl", "elbo", "bound"]
+    torch.manual_seed(5)
+    per_image = []
+    with torch.no_grad():
+        for xb in (x[:4], x[4:]):
+            terms = cells["elbo_terms"](model, xb)
+            per_image.append([*terms, cells["iwae_bound"](cells["log_importance_weights"](model, xb, 3))])
+    expected = [torch.cat(column).mean().item() for column in zip(*per_image, strict=True)]
+    assert list(scores.values()) == pytest.approx(expected, rel=1e-5)
+    assert scores["elbo"] == pytest.approx(scores["reconstruction"] - scores["kl"], rel=1e-5)
+
+
+def test_in_the_gaussian_model_the_iwae_encoder_snr_falls_and_dregs_rises():
+    """The figure's left panel, with fewer repeats: where the weights are even, the IWAE encoder's
+    signal-to-noise ratio falls with k (like k^-1/2), the decoder's and DReG's encoder's rise."""
+    cells = notebook_functions("toy_log_weights", "gradient_draws")
+    torch.manual_seed(0)
+    snr = {}
+    for k in (1, 100):
+        for estimator in ("iwae", "dreg"):
+            encoder, decoder, ess = cells["toy_gradient_draws"](k, estimator, 4000)
+            snr[k, estimator] = cells["median_snr"](encoder), cells["median_snr"](decoder)
+        assert ess > 0.5 * k, "the regime of the theory: most draws carry the weights"
+    assert snr[100, "iwae"][0] < snr[1, "iwae"][0] / 5  # k^-1/2 would divide it by 10
+    assert snr[100, "dreg"][0] > 3 * snr[1, "dreg"][0]
+    assert snr[100, "iwae"][1] > 3 * snr[1, "iwae"][1]

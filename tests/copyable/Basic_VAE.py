@@ -1,6 +1,8 @@
-"""Runs after the cells of Basic_VAE.ipynb tagged "model", in their namespace, with only torch:
-a tiny VAE on a random binary batch, through encode, decode, both losses and the log-weights."""
-# ruff: noqa: F821  (VAE, elbo_terms, log_importance_weights, gaussian_kl and torch come from the cells)
+"""Runs after the cells of Basic_VAE.ipynb tagged "model", "objective" and "train", in their
+namespace, with only torch: a tiny VAE on a random binary batch, through encode, decode, both
+losses and the log-weights, then a few epochs of the training loop on random grey images."""
+# ruff: noqa: F821  (VAE, elbo_terms, elbo_objective, evaluate_elbo, train, log_importance_weights,
+# gaussian_kl and torch come from the cells)
 
 torch.manual_seed(0)
 model = VAE(hidden_sizes=[16, 8], latent_dim=3)
@@ -22,4 +24,14 @@ for kl_form in ("analytic", "monte_carlo"):
 log_w = log_importance_weights(model, x, 7)
 assert log_w.shape == (7, 5) and torch.isfinite(log_w).all()
 assert torch.equal(gaussian_kl(torch.zeros(2, 3), torch.zeros(2, 3)), torch.zeros(2))
+
+# The training loop, copied with the rest: a few epochs on random grey images raise the ELBO.
+grey = torch.rand(64, 784)
+history = train(
+    model, elbo_objective, evaluate_elbo, grey, grey[:16], range(1, 6), 16, 1e-2, torch.Generator()
+)
+assert list(history) == [
+    "train_reconstruction", "train_kl", "train_elbo", "val_reconstruction", "val_kl", "val_elbo", "seconds"
+]  # fmt: skip
+assert history["val_elbo"][-1] > history["val_elbo"][0], history["val_elbo"]
 print("copied cells ok")

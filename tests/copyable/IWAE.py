@@ -1,6 +1,7 @@
-"""Runs after the cells of IWAE.ipynb tagged "model", in their namespace, with only torch: a tiny
-VAE on a random binary batch, through the log-weights, the bound and both gradient estimators."""
-# ruff: noqa: F821  (VAE, log_importance_weights, iwae_bound, iwae_loss, elbo_terms and torch come from the cells)
+"""Runs after the cells of IWAE.ipynb tagged "model" and "objective", in their namespace, with only
+torch: a tiny VAE on a random binary batch, through the log-weights, the bound, both gradient
+estimators, the objective that su.train minimises and the validation score it records."""
+# ruff: noqa: F821  (VAE, log_importance_weights, iwae_bound, iwae_loss, iwae_objective, evaluate_iwae, elbo_terms and torch come from the cells)
 
 torch.manual_seed(0)
 model = VAE(hidden_sizes=[16, 8], latent_dim=3)
@@ -21,6 +22,13 @@ for estimator in ("iwae", "dreg"):
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+loss, terms = iwae_objective(model, x, 4, "dreg")
+loss.backward()
+assert set(terms) == {"bound", "elbo"} and all(t.shape == (5,) for t in terms.values())
+assert (terms["bound"] >= terms["elbo"] - 1e-4).all(), "log of the mean weight >= mean of the logs"
+scores = evaluate_iwae(model, x, 3, batch_size=2)
+assert list(scores) == ["reconstruction", "kl", "elbo", "bound"]
 
 log_px_z, kl, elbo = elbo_terms(model, x)
 assert log_px_z.shape == kl.shape == elbo.shape == (5,)
