@@ -410,13 +410,36 @@ def notebook_parameters(namespace: dict, names_before: set) -> dict:
     }
 
 
+class between:
+    """Numbers from `low` to `high`, for `setup`'s choices: `beta=su.between(0, 1)` (ends included;
+    `open_low=True` leaves `low` out)."""
+
+    def __init__(self, low: float = -math.inf, high: float = math.inf, open_low: bool = False):
+        self.low, self.high, self.open_low = low, high, open_low
+
+    def __contains__(self, value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            return False
+        return (self.low < value if self.open_low else self.low <= value) and value <= self.high
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"a number {'>' if self.open_low else '>='} {self.low:g}"
+        return f"a number in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}]"
+
+
+def _allowed(allowed) -> str:
+    return str(allowed) if isinstance(allowed, between) else f"one of {list(allowed)}"
+
+
 def setup(parameters: dict, **choices):
     """Everything a notebook does before its lesson, in one call, failing in seconds: check the
-    parameters (counts by name, and each of `choices`, {name: allowed values}), make and test-write
-    the output folders, pick the device, seed everything, set the figure style and load the data.
-    Returns (device, the seeded torch.Generator for batching, the Data)."""
+    parameters (counts by name, and each of `choices`, {name: allowed values, or `su.between(low,
+    high)`}), make and test-write the output folders, pick the device, seed everything, set the
+    figure style and load the data. Returns (device, the seeded torch.Generator for batching, the
+    Data)."""
     check_parameters(**parameters)
-    wrong = [f"{name}={parameters[name]!r}: choose one of {list(allowed)}"
+    wrong = [f"{name}={parameters[name]!r}: choose {_allowed(allowed)}"
              for name, allowed in choices.items() if parameters[name] not in allowed]  # fmt: skip
     if wrong:
         raise ValueError("Impossible parameters: " + "; ".join(wrong) + ". Fix them in the parameters cell.")

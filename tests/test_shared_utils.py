@@ -664,6 +664,18 @@ def test_setup_checks_choices_and_folders_before_loading(tmp_path):
     assert [len(data.train_x), len(data.val_x), len(data.test_x)] == [20, 10, 30]
 
 
+def test_setup_checks_ranges_of_numbers():
+    parameters = dict(seed=0, beta=0.0, alpha=1.5, steps_per_unit=True)
+    choices = dict(beta=su.between(0, 1, open_low=True), alpha=su.between(0, 1), steps_per_unit=su.between(0))
+    message = (r"beta=0.0: choose a number in \(0, 1\]; alpha=1.5: choose a number in \[0, 1\]; "
+               r"steps_per_unit=True: choose a number >= 0")  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        su.setup(parameters, **choices)
+    assert 1 in su.between(0, 1) and 0 not in su.between(0, 1, open_low=True)
+    assert float("nan") not in su.between()
+    assert "0.5" not in su.between(0, 1) and 1e9 in su.between(0)
+
+
 def test_save_results_writes_the_shared_keys_from_the_run(tmp_path):
     model = torch.nn.Linear(2, 3)
     nll = {"mean": 90.0, "stderr": 0.5, "per_image": torch.tensor([89.0, 91.0])}
