@@ -412,12 +412,14 @@ def notebook_parameters(namespace: dict, names_before: set) -> dict:
 
 class between:
     """Numbers from `low` to `high`, for `setup`'s choices: `beta=su.between(0, 1)` (ends included;
-    `open_low=True` leaves `low` out)."""
+    `open_low=True` leaves `low` out). A list is allowed when it is not empty and each number is."""
 
     def __init__(self, low: float = -math.inf, high: float = math.inf, open_low: bool = False):
         self.low, self.high, self.open_low = low, high, open_low
 
     def __contains__(self, value) -> bool:
+        if isinstance(value, (list, tuple)):  # a list of numbers (a sweep): each one
+            return len(value) > 0 and all(v in self for v in value)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
             return False
         return (self.low < value if self.open_low else self.low <= value) and value <= self.high
@@ -1094,3 +1096,25 @@ def interpolate(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
     """Points on the straight line from a to b (both endpoints included), shape (steps, dim)."""
     t = torch.linspace(0, 1, steps, device=a.device).unsqueeze(1)
     return (1 - t) * a + t * b
+
+
+class whole_numbers(between):
+    """Whole numbers >= `low`, for `setup`'s choices: `fc_hidden=su.whole_numbers()`; with `count`,
+    lists of that many: `channels=su.whole_numbers(count=2)`."""
+
+    def __init__(self, low: int = 1, count: int | None = None):
+        super().__init__(low)
+        self.count = count
+
+    def __contains__(self, value) -> bool:
+        def whole(v):
+            return isinstance(v, int) and not isinstance(v, bool) and v >= self.low
+
+        if self.count is None:
+            return whole(value)
+        return isinstance(value, (list, tuple)) and len(value) == self.count and all(map(whole, value))
+
+    def __str__(self) -> str:
+        if self.count is None:
+            return f"a whole number >= {self.low:g}"
+        return f"a list of {self.count} whole numbers >= {self.low:g}"

@@ -674,6 +674,19 @@ def test_setup_checks_ranges_of_numbers():
     assert 1 in su.between(0, 1) and 0 not in su.between(0, 1, open_low=True)
     assert float("nan") not in su.between()
     assert "0.5" not in su.between(0, 1) and 1e9 in su.between(0)
+    assert [0.5, 2] in su.between(0, open_low=True) and [0.5, 0] not in su.between(0, open_low=True)
+    assert [] not in su.between()
+
+
+def test_setup_checks_whole_numbers_and_lists_of_them():
+    parameters = dict(seed=0, fc_hidden=2.5, channels=[4, 0], widths=[4, 8, 16])
+    choices = dict(fc_hidden=su.whole_numbers(), channels=su.whole_numbers(count=2),
+                   widths=su.whole_numbers(count=2))  # fmt: skip
+    message = (r"fc_hidden=2.5: choose a whole number >= 1; channels=\[4, 0\]: choose a list of 2 whole "
+               r"numbers >= 1; widths=\[4, 8, 16\]: choose a list of 2 whole numbers >= 1")  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        su.setup(parameters, **choices)
+    assert 3 in su.whole_numbers() and True not in su.whole_numbers() and [4, 8] in su.whole_numbers(count=2)
 
 
 def test_save_results_writes_the_shared_keys_from_the_run(tmp_path):
