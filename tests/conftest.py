@@ -20,11 +20,4 @@ NOT_YET_REWORKED: dict[str, str] = {}
 
 # Notebooks not yet reworked into lecture shape (issue 17, "Lectures, not harnesses"): the shape
 # test prints their measures and skips them, saying why. Empty when all are lectures.
-_LECTURE = "not yet reworked into lecture shape (issue 17): Basic_VAE is the model to follow"
-NOT_YET_IN_LECTURE_SHAPE: dict[str, str] = {
-    name: _LECTURE
-    for name in (
-        "Autoencoder_vs_VAE.ipynb", "Conv_VAE.ipynb", "IAF_VAE.ipynb", "Lagrangian_VAE.ipynb",
-        "Pyro_VAE.ipynb",
-    )
-}  # fmt: skip
+NOT_YET_IN_LECTURE_SHAPE: dict[str, str] = {}

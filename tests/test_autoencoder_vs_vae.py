@@ -1,6 +1,7 @@
 """Checks of Autoencoder_vs_VAE.ipynb beyond the shared ones in test_notebooks.py: its functions
-take what they use as arguments, it reloads its checkpoint without retraining, and it writes the
-VAE's per-image NLLs and prior samples with the autoencoder's numbers beside them."""
+take what they use as arguments, it trains with the loop Basic_VAE teaches, it reloads its
+checkpoint without retraining, and it writes the VAE's per-image NLLs and prior samples with the
+autoencoder's numbers beside them."""
 
 import ast
 import builtins
@@ -57,6 +58,13 @@ def test_no_function_reads_a_notebook_global():
         if read:
             offenders[table.get_name()] = sorted(read)
     assert not offenders, f"functions reading notebook globals (pass them as arguments): {offenders}"
+
+
+def test_trains_both_models_with_the_shared_loop():
+    """Taught once, reused by name: no training loop of its own, su.train on both models at once."""
+    source = notebook_source()
+    assert "def train(" not in source and "su.binarized_batches" not in source
+    assert "su.train(models, both_objective, evaluate_both," in source
 
 
 @pytest.fixture

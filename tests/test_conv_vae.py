@@ -1,5 +1,6 @@
 """Conv_VAE, run small: the paired comparison with Basic_VAE's per-image NLLs, the hand-computed
-importance-sampled NLL, the train()/eval() table, the fixed NLL kernels, and train-or-load."""
+importance-sampled NLL, the train()/eval() table, the fixed NLL kernels, train-or-load, and the
+refusal of an impossible architecture before any work."""
 
 import json
 import re
@@ -41,7 +42,15 @@ def test_conv_vae_compares_pairs_and_reloads(tmp_path, monkeypatch):
     for line in [line for line in text.splitlines() if line.startswith("test image")]:
         words = line.split()
         assert words[5] == words[7], line
-    assert trained["nll_used_onednn"] is False, "the NLL's kernels are a fixed choice, not a timing race"
+    # The NLL's CPU kernels are a fixed choice (PyTorch's own), not a timing race: switched off around it.
+    executed = json.loads((tmp_path / "run-0-Conv_VAE.ipynb").read_text())
+    sources = ["".join(c["source"]) for c in executed["cells"] if c["cell_type"] == "code"]
+    nll_cells = [s for s in sources if "nll = su.importance_sampled_nll(" in s]
+    assert len(nll_cells) == 1, "one cell computes the test NLL"
+    lines = [line.split("#")[0].strip() for line in nll_cells[0].splitlines()]
+    start = lines.index("nll = su.importance_sampled_nll(")
+    assert "torch.backends.mkldnn.enabled = False" in lines[:start], nll_cells[0]
+    assert "torch.backends.mkldnn.enabled = True" in lines[start:], nll_cells[0]
     modes = trained["test_elbo_by_mode"]
     assert [(m["batch_norm"], m["dropout"]) for m in modes[:4]] == [
         ("running avg", False),
@@ -51,12 +60,12 @@ def test_conv_vae_compares_pairs_and_reloads(tmp_path, monkeypatch):
     ]
     assert trained["published"]["value"] is None and trained["published"]["source"]
     assert trained["model_parameters"] > 0 and trained["active_units"] is not None
-    for figure in ("conv_vae_vs_basic_vae_samples", "conv_vae_train_vs_eval", "conv_vae_losses"):
+    for figure in ("conv_vae_vs_basic_vae_samples", "conv_vae_train_vs_eval", "conv_vae_training_curves"):
         assert (tmp_path / "images" / f"{figure}.png").stat().st_size > 2000, figure
 
-    (tmp_path / "images" / "conv_vae_losses.png").unlink()
+    (tmp_path / "images" / "conv_vae_training_curves.png").unlink()
     reloaded = run_small("Conv_VAE.ipynb", tmp_path, epochs=1, load_checkpoint=True)
-    assert (tmp_path / "images" / "conv_vae_losses.png").is_file(), "figures are redrawn from the checkpoint"
+    assert (tmp_path / "images" / "conv_vae_training_curves.png").is_file(), "figures are redrawn on loading"
     assert reloaded["train_seconds"] == trained["train_seconds"], "nothing was retrained"
     assert reloaded["history"] == trained["history"]
     assert reloaded["test_nll_nats"] == trained["test_nll_nats"]
@@ -65,3 +74,15 @@ def test_conv_vae_compares_pairs_and_reloads(tmp_path, monkeypatch):
     refusal = r"(?s)other settings.*fc_hidden: checkpoint 32, this run 16"
     with pytest.raises(papermill.PapermillExecutionError, match=refusal):
         run_small("Conv_VAE.ipynb", tmp_path, epochs=1, load_checkpoint=True, fc_hidden=16)
+
+
+def test_conv_vae_refuses_an_impossible_architecture_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("VAE_BATCH_RUN", "1")
+    refusal = (
+        r"Impossible parameters: encoder_channels=\[4, 8, 16\]: choose a list of 2 whole numbers >= 1; "
+        r"fc_hidden=2.5: choose a whole number >= 1; dropout=1.5: choose a number in \[0, 1\]"
+    )
+    with pytest.raises(papermill.PapermillExecutionError, match=refusal):
+        run_small("Conv_VAE.ipynb", tmp_path, encoder_channels=[4, 8, 16], fc_hidden=2.5, dropout=1.5)
+    assert not (tmp_path / "results").exists() and not (tmp_path / "checkpoints").exists(), "nothing was made"

@@ -1,9 +1,11 @@
 """Lagrangian_VAE, run small: what it writes beyond the shared keys (no published NLL, one
 evaluation per reported number, every run compared at one epoch, the training target a margin below
-eps1), and that its three checkpoints reload without retraining."""
+eps1), that its three checkpoints reload without retraining, and that impossible values of its own
+parameters stop it at setup, each named."""
 
 import json
 
+import papermill
 import pytest
 from conftest import REPO
 from test_notebooks import COMMON, SMALL_PARAMETERS, run_small
@@ -47,3 +49,44 @@ def test_lagrangian_vae_results_and_reload(tmp_path, monkeypatch):
     executed = json.loads(sorted(tmp_path.glob("run-*-Lagrangian_VAE.ipynb"))[0].read_text())
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
     assert not [o for o in outputs if o.get("name") == "stderr"], "warnings or progress bars in the outputs"
+
+
+IMPOSSIBLE = [
+    # su.setup's checks of this notebook's ranges, every bad value named in one message
+    (
+        dict(
+            mi="more",
+            eps1=-1.0,
+            eps1_margin=-1.0,
+            eps2=0.0,
+            mmd_scale=0.0,
+            adam_beta1=1.0,
+            lambda_learning_rate=0.0,
+            batch_size=1,
+            val_size=1,
+        ),
+        [
+            "mi='more': choose a number",
+            "eps1=-1.0: choose a number > 0",
+            "eps1_margin=-1.0: choose a number >= 0",
+            "eps2=0.0: choose a number > 0",
+            "mmd_scale=0.0: choose a number > 0",
+            "adam_beta1=1.0: choose a number in [0, 0.99]",
+            "lambda_learning_rate=0.0: choose a number in (0, 10]",
+            "batch_size=1: choose a number >= 2",
+            "val_size=1: choose a number >= 2",
+        ],
+    ),
+    (dict(eps1_margin=200.0), ["eps1_margin=200.0: choose a number in [0, 105]"]),
+    (dict(contrast_epochs=0), ["contrast_epochs=0 must be a whole number >= 1"]),
+]
+
+
+@pytest.mark.parametrize(("changes", "messages"), IMPOSSIBLE)
+def test_impossible_parameters_fail_at_setup(changes, messages, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    with pytest.raises(papermill.PapermillExecutionError, match="Impossible parameters") as error:
+        run_small("Lagrangian_VAE.ipynb", tmp_path, **changes)
+    for message in messages:
+        assert message in str(error.value), message
+    assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").iterdir())

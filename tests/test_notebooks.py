@@ -36,7 +36,7 @@ SMALL_PARAMETERS = {
     "Pyro_VAE.ipynb": ("pyro_vae", {"hidden_sizes": [64, 64], "latent_dim": 8, "elbo_check_repeats": 20}),
     "Lagrangian_VAE.ipynb": ("lagrangian_vae", {"hidden_sizes": [64], "latent_dim": 8, "contrast_epochs": 1}),
     "IWAE.ipynb": ("iwae", {"hidden_sizes": [64, 64], "latent_dim": 8, "snr_repeats": 5, "toy_repeats": 500}),
-    "IAF_VAE.ipynb": ("iaf_vae", {"hidden_sizes": [64, 64], "latent_dim": 8}),
+    "IAF_VAE.ipynb": ("iaf_vae", {"hidden_sizes": [64, 64], "latent_dim": 8, "posterior_demo_epochs": 1}),
     "VampPrior_VAE.ipynb": ("vampprior_vae", {"hidden_sizes": [64, 64], "latent_dim": 8}),
 }
 NOTEBOOKS = sorted(p.name for p in REPO.glob("*.ipynb") if p.stem != "Comparison")

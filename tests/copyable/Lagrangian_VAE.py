@@ -1,7 +1,8 @@
-"""Runs after the cells of Lagrangian_VAE.ipynb tagged "model", in their namespace, with only torch:
-a tiny VAE on a random binary batch, through encode, decode, the three constraint terms, the
-Lagrangian (its gradient reaching the multipliers too) and the log-weights."""
-# ruff: noqa: F821  (VAE, constraint_terms, lagrangian, mmd, log_importance_weights, torch come from the cells)
+"""Runs after the cells of Lagrangian_VAE.ipynb tagged "model", "objective" and "train", in their
+namespace, with only torch: a tiny VAE on a random binary batch, through encode, decode, the three
+constraint terms, the Lagrangian (its gradient reaching the multipliers too) and the log-weights,
+then a few epochs of the two-player training loop on random grey images."""
+# ruff: noqa: F821  (VAE, constraint_terms, lagrangian, mmd, log_importance_weights, train, torch come from the cells)
 
 torch.manual_seed(0)
 model = VAE(hidden_sizes=[16], latent_dim=3)
@@ -26,4 +27,15 @@ same = torch.randn(50, 3)
 assert mmd(same, same).abs() < 1e-6  # zero for identical samples
 log_w = log_importance_weights(model, x, 7)
 assert log_w.shape == (7, 5) and torch.isfinite(log_w).all()
+# The training loop, copied with the rest: with a bound no model meets, lambda1 rises every step.
+grey = torch.rand(64, 784)
+record = train(
+    model, grey, grey[:16], range(1, 4), 16, torch.Generator(), mi=1.0, learn_multipliers=True, eps1=1.0,
+    eps2=100.0, mmd_scale=1e4, learning_rate=1e-3, adam_beta1=0.5, lambda_learning_rate=1e-2, lambda_init=1.0,
+    lambda_range=(0.001, 100.0),
+)  # fmt: skip
+assert record["epochs"] == 3 and len(record["steps"]["lambda1"]) == 3 * 4
+assert len(record["history"]["val_d_plus_r"]) == 3 and "seconds" in record["history"]
+lambda1 = record["steps"]["lambda1"]
+assert all(later > earlier for earlier, later in zip(lambda1, lambda1[1:], strict=False)), lambda1
 print("copied cells ok")
