@@ -45,8 +45,9 @@ GALLERY = {
     "lagrangian_vae": ["lagrangian_vae_constraints", "lagrangian_vae_rate_distortion"],
     "conv_vae": ["conv_vae_epoch_reconstructions", "conv_vae_class_samples"],
     "autoencoder_vs_vae": ["autoencoder_vs_vae_manifolds", "autoencoder_vs_vae_latent_grids"],
+    "beta_vae": ["beta_vae_rate_distortion", "beta_vae_codes_over_prior"],
     "pyro_vae": ["pyro_vae_digit_reconstructions", "pyro_vae_tsne"],
-    "comparison": ["comparison_paired_differences", "comparison_prior_samples"],
+    "comparison": ["comparison_paired_differences", "comparison_rate_distortion", "comparison_prior_samples"],
 }
 
 
@@ -77,6 +78,7 @@ READS = {
         "VampPrior_VAE.ipynb",
     )
 }
+READS["Beta_VAE.ipynb"] = {"Basic_VAE.ipynb", "Lagrangian_VAE.ipynb"}  # its reference points
 
 
 def waits_for(path: Path, chosen: set[Path]) -> set[Path]:

@@ -33,6 +33,8 @@ def write_fake_results(folder, rng):
                 test_elbo_nats=None if exact else -float(nll.mean()) - 4,
                 model_parameters=1000,
                 active_units=None if exact else 12,
+                test_kl_nats=None if exact else 20.0 + shift,
+                test_reconstruction_nats=None if exact else -(75.0 + shift),
                 published={"value": None, "source": "none", "differs": "n/a"},
                 history={
                     "val_log_likelihood" if exact else "val_elbo": [-100.0, -98.0, -97.0],
@@ -79,7 +81,13 @@ def test_comparison_reads_results_and_finds_the_known_differences(tmp_path, monk
     seed0 = json.loads((tmp_path / "results" / "basic_vae.json").read_text())["test_nll_nats"]
     spread = np.std([seed0, 91.3, 91.1], ddof=1)
     assert f"seed-to-seed standard deviation: {spread:.2f} nats" in printed
-    for figure in ("paired_differences", "learning_curves", "prior_samples"):
+    # The rate-distortion plane: each model's rate and distortion, MADE at rate 0 with its NLL.
+    made_nll = json.loads((tmp_path / "results" / "made.json").read_text())["test_nll_nats"]
+    rows = {line.split()[0]: line.split()[1:] for line in printed.splitlines() if len(line.split()) == 4}
+    assert rows["conv_vae"][:2] == ["20.90", "75.90"] and rows["made"][:2] == ["0.00", f"{made_nll:.2f}"], (
+        rows
+    )
+    for figure in ("paired_differences", "learning_curves", "rate_distortion", "prior_samples"):
         assert (tmp_path / "images" / f"comparison_{figure}.png").stat().st_size > 5000
 
 

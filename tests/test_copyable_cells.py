@@ -27,6 +27,13 @@ def tagged_source(notebook: str) -> str:
     return "\n\n".join(su.copyable_cells(REPO / notebook))
 
 
+def copied_cells(notebook: str) -> dict:
+    """The namespace of the notebook's copyable cells, run here as a reader would copy them."""
+    namespace: dict = {}
+    exec(compile(tagged_source(notebook), notebook, "exec"), namespace)
+    return namespace
+
+
 def imported_modules(source: str) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(source)):

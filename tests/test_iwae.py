@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from conftest import REPO
+from test_copyable_cells import copied_cells
 from torch.distributions import Normal
 
 import shared_utils as su
@@ -20,12 +21,7 @@ import shared_utils as su
 
 @pytest.fixture(scope="module")
 def cells():
-    """The notebook's copyable cells (model, objective), executed in a fresh namespace, as a reader
-    would copy them."""
-    source = "\n\n".join(su.copyable_cells(REPO / "IWAE.ipynb"))
-    namespace = {}
-    exec(compile(source, "IWAE.ipynb model and objective cells", "exec"), namespace)
-    return namespace
+    return copied_cells("IWAE.ipynb")
 
 
 def notebook_functions(*names):

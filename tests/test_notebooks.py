@@ -38,6 +38,16 @@ SMALL_PARAMETERS = {
     "IWAE.ipynb": ("iwae", {"hidden_sizes": [64, 64], "latent_dim": 8, "snr_repeats": 5, "toy_repeats": 500}),
     "IAF_VAE.ipynb": ("iaf_vae", {"hidden_sizes": [64, 64], "latent_dim": 8, "posterior_demo_epochs": 1}),
     "VampPrior_VAE.ipynb": ("vampprior_vae", {"hidden_sizes": [64, 64], "latent_dim": 8}),
+    "Beta_VAE.ipynb": (
+        "beta_vae",
+        {
+            "hidden_sizes": [64, 64],
+            "latent_dim": 8,
+            "betas": [0.5, 2.0],
+            "sweep_images": 50,
+            "plane_epochs": 1,
+        },
+    ),
 }
 NOTEBOOKS = sorted(p.name for p in REPO.glob("*.ipynb") if p.stem != "Comparison")
 # A setting of each notebook's objective or training, with another value: a checkpoint trained
@@ -52,6 +62,7 @@ OTHER_TRAINING = {
     "IWAE.ipynb": ("gradient_estimator", "iwae"),
     "IAF_VAE.ipynb": ("flow_steps", 1),
     "VampPrior_VAE.ipynb": ("pseudo_input_init", "noise"),
+    "Beta_VAE.ipynb": ("beta", 3.0),
 }
 
 

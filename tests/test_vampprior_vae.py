@@ -10,7 +10,7 @@ import papermill
 import pytest
 import torch
 from conftest import REPO
-from test_copyable_cells import tagged_source
+from test_copyable_cells import copied_cells
 from test_notebooks import run_small
 from torch.distributions import Normal
 
@@ -21,9 +21,7 @@ NOTEBOOK = "VampPrior_VAE.ipynb"
 
 @pytest.fixture(scope="module")
 def cells():
-    namespace: dict = {}
-    exec(compile(tagged_source(NOTEBOOK), NOTEBOOK, "exec"), namespace)
-    return namespace
+    return copied_cells(NOTEBOOK)
 
 
 def tiny(cells, k, latent_dim=3, seed=0, **kwargs):
