@@ -4,6 +4,8 @@
 # make lint  : ruff on the Python files and the notebooks
 # make seeds : Basic_VAE with seeds 1 and 2 into results/basic_vae_seed<N>.* (the seed-to-seed spread)
 # make recipes : the Basic VAE's recipe frontier into results/basic_vae_recipes.json (about 30 minutes)
+# make costs : each model's epoch and NLL cost as a ratio to the Basic VAE's, into results/cost_ratios.json
+# make bias  : how much k = 1000 overstates each model's NLL, into results/estimator_bias.json (after make all)
 # make book  : the notebooks as a web book, as committed (nothing is rerun), into _build/html/
 # make jupyter : JupyterLab on the notebooks
 # PYTHON=python3.12 VENV=.venv312 make test   runs the same tests on Python 3.12
@@ -11,7 +13,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: all test lint readme seeds recipes book jupyter
+.PHONY: all test lint readme seeds recipes costs bias book jupyter
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,10 +39,16 @@ seeds: $(VENV)/.installed
 recipes: $(VENV)/.installed
 	$(BIN)/python benchmarks/basic_vae_recipes.py
 
+costs: $(VENV)/.installed
+	$(BIN)/python benchmarks/cost_ratios.py --write
+
+bias: $(VENV)/.installed
+	$(BIN)/python benchmarks/estimator_bias.py --write
+
 # Sphinx reads the repository root with book/'s settings; -W: a broken link or figure fails the build.
 book: $(VENV)/.installed
 	$(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml -W --keep-going
 
-# As root (a container), Jupyter refuses to start without --allow-root.
+# As root (a container), Jupyter refuses to start without --allow-root. MALLOC_ARENA_MAX: see run_all.py.
 jupyter: $(VENV)/.installed
-	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
+	MALLOC_ARENA_MAX=2 $(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -11,7 +11,7 @@ import symtable
 import numpy as np
 import pytest
 from conftest import REPO
-from test_notebooks import COMMON, run_small
+from test_notebooks import COMMON, run_small, small_run
 
 NOTEBOOK = "Autoencoder_vs_VAE.ipynb"
 COMPREHENSIONS = {"lambda", "listcomp", "genexpr", "setcomp", "dictcomp"}
@@ -75,10 +75,11 @@ def small_env(monkeypatch):
 
 
 def test_writes_both_models_and_reloads_without_retraining(tmp_path, small_env):
-    trained = run_small(NOTEBOOK, tmp_path, epochs=1)
+    trained = small_run(NOTEBOOK, tmp_path)
     results = tmp_path / "results"
     # Top level: the VAE's numbers, per-epoch history with the seconds of the shared clock.
-    assert trained["epochs"] == 1 and len(trained["history"]["seconds"]) == 1
+    epochs = COMMON["epochs"]
+    assert trained["epochs"] == epochs and len(trained["history"]["seconds"]) == epochs
     vae_keys = {"train_vae_bce", "train_vae_kl", "val_vae_bce", "val_vae_kl", "val_elbo", "seconds"}
     assert set(trained["history"]) == vae_keys
     ae_keys = {"train_autoencoder_bce", "val_autoencoder_bce", "seconds"}
@@ -98,9 +99,9 @@ def test_writes_both_models_and_reloads_without_retraining(tmp_path, small_env):
         assert (tmp_path / "images" / f"autoencoder_vs_vae_{name}.png").is_file(), name
 
     (tmp_path / "images" / "autoencoder_vs_vae_latent_grids.png").unlink()
-    reloaded = run_small(NOTEBOOK, tmp_path, epochs=1, load_checkpoint=True)
+    reloaded = run_small(NOTEBOOK, tmp_path, load_checkpoint=True)
     assert (tmp_path / "images" / "autoencoder_vs_vae_latent_grids.png").is_file(), "figures are redrawn"
     assert reloaded["train_seconds"] == trained["train_seconds"], "nothing was retrained"
-    assert reloaded["epochs"] == 1 and reloaded["history"] == trained["history"]
+    assert reloaded["epochs"] == epochs and reloaded["history"] == trained["history"]
     for key in ("test_nll_nats", "test_elbo_nats", "empty_grid_cells", "probe_accuracy", "autoencoder"):
         assert reloaded[key] == trained[key], key

@@ -9,14 +9,14 @@ import numpy as np
 import papermill
 import pytest
 from conftest import REPO
-from test_notebooks import COMMON, run_small
+from test_notebooks import COMMON, run_small, small_run
 
 
 def test_basic_vae_writes_its_results_and_a_static_traversal(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("VAE_BATCH_RUN", "1")  # as run_all.py: no live kernel, so no sliders
-    results = run_small("Basic_VAE.ipynb", tmp_path)
+    results = small_run("Basic_VAE.ipynb", tmp_path)
 
     published = results["published"]
     assert published["value"] == 86.76 and "IWAE" in published["source"] and published["differs"]

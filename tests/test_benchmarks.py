@@ -1,10 +1,12 @@
-"""The recipe benchmark runs end to end (tiny, --quick) on the notebook's own model cells."""
+"""The benchmarks run end to end (tiny, --quick) on the notebooks' own model cells."""
 
 import json
 import math
 import subprocess
 import sys
 
+import pytest
+import torch
 from conftest import REPO
 
 
@@ -51,3 +53,51 @@ def test_conv_nll_cost_benchmark_refuses_impossible_sizes():
         timeout=60,
     )
     assert done.returncode == 2 and "--images" in done.stderr
+
+
+def test_cost_ratio_benchmark_times_every_model_against_the_basic_vae(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import cost_ratios
+
+    ratios = cost_ratios.main(["--quick", "--write", "--results-dir", str(tmp_path)])
+    assert set(ratios) == set(cost_ratios.MODELS)
+    assert ratios["Basic_VAE"] == {"epoch": 1.0, "nll": 1.0}
+    assert all(r["epoch"] > 0 and r["nll"] > 0 for r in ratios.values())
+    written = json.loads((tmp_path / "cost_ratios.json").read_text())
+    assert written == {name.lower(): r for name, r in ratios.items()}, "keyed by the results names"
+    # the defaults come from the notebooks' parameters cells
+    assert cost_ratios.notebook_defaults(REPO / "Basic_VAE.ipynb")["hidden_sizes"] == [256, 256]
+
+
+def test_cost_ratio_benchmark_refuses_impossible_counts():
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "cost_ratios.py"), "--rounds", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "--rounds" in done.stderr
+
+
+def test_estimator_bias_benchmark_scores_a_trained_model_at_two_k(tmp_path):
+    from test_notebooks import small_run
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import estimator_bias
+
+    small_run("Basic_VAE.ipynb", tmp_path)  # results/ and checkpoints/ of a small Basic_VAE run
+    folders = ["--results-dir", str(tmp_path / "results"), "--checkpoint-dir", str(tmp_path / "checkpoints")]
+    measured = estimator_bias.main(["--images", "5", "--k", "20", "200", "--write", *folders])
+    assert set(measured) == {"basic_vae"}, "the models without results or checkpoints are skipped"
+    basic = measured["basic_vae"]
+    assert basic["k"] == [20, 200] and basic["drop"] == pytest.approx(basic["nll"][0] - basic["nll"][1])
+    assert (
+        basic["committed_nll"] is not None and abs(basic["nll"][0] - basic["committed_nll"]) < 10
+    )  # k = 20: noisy
+    assert json.loads((tmp_path / "results" / "estimator_bias.json").read_text()) == measured
+
+    # A checkpoint of another run than the results describe is not scored.
+    state = torch.load(tmp_path / "checkpoints" / "basic_vae.pt", weights_only=True)
+    state["definition"]["seed"] = 7
+    torch.save(state, tmp_path / "checkpoints" / "basic_vae.pt")
+    assert estimator_bias.main(["--quick", *folders]) == {}

@@ -4,14 +4,12 @@ the sweep is in the results with its rate, distortion, active units and NLLs, th
 the one chosen on validation, each model's checkpoint records its beta, and a bad sweep is refused
 at setup."""
 
-import json
-
 import papermill
 import pytest
 import torch
 from conftest import REPO
 from test_copyable_cells import copied_cells
-from test_notebooks import run_small
+from test_notebooks import run_small, small_run
 
 NOTEBOOK = "Beta_VAE.ipynb"
 
@@ -55,8 +53,7 @@ def test_at_beta_zero_the_rate_sends_no_gradient(cells):
 def test_the_sweep_is_written_and_the_model_is_chosen_on_validation(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    run_small(NOTEBOOK, tmp_path, betas=[0.5, 1.0, 4.0])
-    results = json.loads((tmp_path / "results" / "beta_vae.json").read_text())
+    results = small_run(NOTEBOOK, tmp_path)
     sweep = results["sweep"]
     assert [p["beta"] for p in sweep] == [0.5, 1.0, 4.0]
     for point in sweep:

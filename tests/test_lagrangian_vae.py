@@ -8,14 +8,14 @@ import json
 import papermill
 import pytest
 from conftest import REPO
-from test_notebooks import COMMON, SMALL_PARAMETERS, run_small
+from test_notebooks import COMMON, SMALL_PARAMETERS, run_small, small_run
 
 
 def test_lagrangian_vae_results_and_reload(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("VAE_BATCH_RUN", "1")
-    results = run_small("Lagrangian_VAE.ipynb", tmp_path)
+    results = small_run("Lagrangian_VAE.ipynb", tmp_path)
     contrast_epochs = SMALL_PARAMETERS["Lagrangian_VAE.ipynb"][1]["contrast_epochs"]
 
     published = results["published"]

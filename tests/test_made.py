@@ -8,7 +8,7 @@ import numpy as np
 import papermill
 import pytest
 from conftest import REPO
-from test_notebooks import COMMON, run_small
+from test_notebooks import COMMON, run_small, small_run
 
 NOTEBOOK = "MADE.ipynb"
 
@@ -20,7 +20,7 @@ def kernel_env(monkeypatch):
 
 
 def test_made_results_and_reload(tmp_path, kernel_env):
-    trained = run_small(NOTEBOOK, tmp_path)
+    trained = small_run(NOTEBOOK, tmp_path)
     results = tmp_path / "results"
 
     # The headline is the mean of the exact per-image ensemble NLLs, saved in test-set order.

@@ -5,9 +5,13 @@ writes its executed copy into the temporary folder.
 A new notebook is tested by adding only its small parameters to SMALL_PARAMETERS.
 """
 
+import atexit
 import json
 import math
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import papermill
@@ -15,6 +19,7 @@ import pytest
 import torch
 from conftest import NOT_YET_REWORKED, REPO
 
+import shared_utils as su
 from shared_utils import REQUIRED_RESULT_KEYS
 
 # Every notebook accepts these; each entry below adds what makes that notebook small.
@@ -38,12 +43,29 @@ SMALL_PARAMETERS = {
     "IWAE.ipynb": ("iwae", {"hidden_sizes": [64, 64], "latent_dim": 8, "snr_repeats": 5, "toy_repeats": 500}),
     "IAF_VAE.ipynb": ("iaf_vae", {"hidden_sizes": [64, 64], "latent_dim": 8, "posterior_demo_epochs": 1}),
     "VampPrior_VAE.ipynb": ("vampprior_vae", {"hidden_sizes": [64, 64], "latent_dim": 8}),
+    "Hierarchical_VAE.ipynb": (
+        "hierarchical_vae",
+        {"hidden_sizes": [32, 16], "latent_sizes": [8, 4], "warmup_epochs": 2, "sweep_images": 50},
+    ),
+    "VQ_VAE.ipynb": (
+        "vq_vae",
+        {
+            "hidden_sizes": [64],
+            "n_codes": 4,
+            "code_dim": 4,
+            "codebook_size": 16,
+            "restart_every": 3,
+            "contrast_epochs": 1,
+            "prior_hidden_sizes": [32],
+            "prior_epochs": 1,
+        },
+    ),
     "Beta_VAE.ipynb": (
         "beta_vae",
         {
             "hidden_sizes": [64, 64],
             "latent_dim": 8,
-            "betas": [0.5, 2.0],
+            "betas": [0.5, 1.0, 4.0],
             "sweep_images": 50,
             "plane_epochs": 1,
         },
@@ -63,6 +85,8 @@ OTHER_TRAINING = {
     "IAF_VAE.ipynb": ("flow_steps", 1),
     "VampPrior_VAE.ipynb": ("pseudo_input_init", "noise"),
     "Beta_VAE.ipynb": ("beta", 3.0),
+    "Hierarchical_VAE.ipynb": ("free_bits", 0.5),
+    "VQ_VAE.ipynb": ("commitment_cost", 0.5),
 }
 
 
@@ -103,28 +127,85 @@ def check_comparison_outputs(notebook, name, results, tmp_path):
     assert results["model_parameters"] > 0
 
     # Under run_all and the tests a notebook prints one line per training and no warnings.
-    executed = json.loads((tmp_path / notebook).read_text())
+    executed = json.loads((tmp_path / f"run-0-{notebook}").read_text())
     stderr = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("name") == "stderr"]
     assert not stderr, f"{notebook} wrote to stderr (progress bars or warnings): {stderr[:2]}"
 
 
+def write_fake_basic_vae(folder):
+    """Basic_VAE's results as its notebook writes them, with made-up per-image NLLs and prior
+    samples, for a notebook that pairs against them."""
+    rng = np.random.default_rng(0)
+    nll = rng.normal(95, 20, COMMON["test_size"])
+    su.write_results(
+        "basic_vae",
+        dict(
+            notebook="Basic_VAE",
+            dataset="mnist",
+            seed=0,
+            epochs=3,
+            device="cpu",
+            train_seconds=3.0,
+            test_nll_nats=float(nll.mean()),
+            test_nll_stderr=float(nll.std(ddof=1) / len(nll) ** 0.5),
+            nll_importance_samples=COMMON["nll_samples"],
+            test_elbo_nats=-float(nll.mean()) - 4,
+            model_parameters=1000,
+            active_units=5,
+            published={"value": 86.76, "source": "IWAE", "differs": "n/a"},
+            history={"val_elbo": [-200.0, -180.0, -170.0], "seconds": [1.0, 2.0, 3.0]},
+        ),
+        {},
+        str(folder / "results"),
+        test_nll=nll,
+        prior_samples=rng.random((16, 784), dtype=np.float32),
+    )
+    return nll.astype(np.float32)
+
+
+# What a notebook's session run finds in its folder: Basic_VAE's results, for those that pair with them.
+BEFORE_SMALL_RUN = {"Conv_VAE.ipynb": write_fake_basic_vae, "Pyro_VAE.ipynb": write_fake_basic_vae}
+_SESSION_RUNS = Path(tempfile.mkdtemp(prefix="vae-small-runs-"))
+atexit.register(shutil.rmtree, _SESSION_RUNS, ignore_errors=True)
+
+
+def small_run(notebook, folder):
+    """`notebook` run with its small parameters once per test session (the runs are the slow part of
+    the suite; every test that needs this run shares it), copied into `folder` for a test to read or
+    change: the executed notebook is `folder`/run-0-<notebook>. Returns its results."""
+    name, own = SMALL_PARAMETERS[notebook]
+    run = _SESSION_RUNS / notebook
+    if not (run / "done").is_file():
+        shutil.rmtree(run, ignore_errors=True)
+        run.mkdir()
+        if notebook in BEFORE_SMALL_RUN:
+            BEFORE_SMALL_RUN[notebook](run)
+        committed = (REPO / notebook).read_bytes()
+        # The kernel starts in the run's folder (so images/, results/, checkpoints/ land there) and
+        # imports shared_utils from the repository.
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+            env.setenv("MPLBACKEND", "Agg")
+            papermill.execute_notebook(
+                str(REPO / notebook),
+                str(run / f"run-0-{notebook}"),
+                parameters={**COMMON, **own},
+                cwd=str(run),
+                kernel_name="python3",
+                progress_bar=False,
+            )
+        assert (REPO / notebook).read_bytes() == committed, "the committed notebook was rewritten"
+        (run / "done").touch()
+    shutil.copytree(run, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("done"))
+    return json.loads((folder / "results" / f"{name}.json").read_text())
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS)
 def test_notebook_runs_small(notebook, tmp_path, monkeypatch):
-    name, own = SMALL_PARAMETERS[notebook]
-    committed = (REPO / notebook).read_bytes()
-    # The kernel starts in tmp_path (so images/, results/, checkpoints/ land there) and
-    # imports shared_utils from the repository.
-    monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    name, _ = SMALL_PARAMETERS[notebook]
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    papermill.execute_notebook(
-        str(REPO / notebook),
-        str(tmp_path / notebook),
-        parameters={**COMMON, **own},
-        cwd=str(tmp_path),
-        kernel_name="python3",
-        progress_bar=False,
-    )
-    assert (REPO / notebook).read_bytes() == committed, "the committed notebook was rewritten"
+    small_run(notebook, tmp_path)
 
     results = json.loads((tmp_path / "results" / f"{name}.json").read_text())
     assert set(REQUIRED_RESULT_KEYS) <= set(results), set(REQUIRED_RESULT_KEYS) - set(results)
@@ -199,11 +280,11 @@ def run_small(notebook, folder, **changes):
 def test_basic_vae_reloads_its_checkpoint_without_retraining(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    trained = run_small("Basic_VAE.ipynb", tmp_path, epochs=1)
+    trained = small_run("Basic_VAE.ipynb", tmp_path)
     assert (tmp_path / "checkpoints" / "basic_vae.pt").is_file()
     figure = tmp_path / "images" / "basic_vae_samples.png"
     figure.unlink()
-    reloaded = run_small("Basic_VAE.ipynb", tmp_path, epochs=1, load_checkpoint=True)
+    reloaded = run_small("Basic_VAE.ipynb", tmp_path, load_checkpoint=True)
     assert figure.is_file(), "figures are regenerated from the checkpoint"
     assert reloaded["train_seconds"] == trained["train_seconds"], "nothing was retrained"
     assert reloaded["test_nll_nats"] == trained["test_nll_nats"], "the same model and seed give the same NLL"
@@ -214,10 +295,8 @@ def test_a_rerun_gives_the_same_numbers_and_figures(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     first, second = tmp_path / "first", tmp_path / "second"
-    runs = []
-    for folder in (first, second):
-        folder.mkdir()
-        runs.append(run_small("Basic_VAE.ipynb", folder, epochs=1))
+    second.mkdir()
+    runs = [small_run("Basic_VAE.ipynb", first), run_small("Basic_VAE.ipynb", second)]
     timing = {"train_seconds", "history", "versions"}
     assert {k: v for k, v in runs[0].items() if k not in timing} == {
         k: v for k, v in runs[1].items() if k not in timing

@@ -9,45 +9,17 @@ import papermill
 import pytest
 from conftest import REPO
 from scipy import stats
-from test_notebooks import COMMON, SMALL_PARAMETERS, run_small
+from test_notebooks import COMMON, SMALL_PARAMETERS, run_small, small_run
 
 import shared_utils as su
-
-
-def write_fake_basic_vae(folder, rng):
-    """Basic_VAE's results as its notebook writes them, with made-up per-image NLLs."""
-    nll = rng.normal(95, 20, COMMON["test_size"])
-    su.write_results(
-        "basic_vae",
-        dict(
-            notebook="Basic_VAE",
-            dataset="mnist",
-            seed=0,
-            epochs=3,
-            device="cpu",
-            train_seconds=3.0,
-            test_nll_nats=float(nll.mean()),
-            test_nll_stderr=float(nll.std(ddof=1) / len(nll) ** 0.5),
-            nll_importance_samples=COMMON["nll_samples"],
-            test_elbo_nats=-float(nll.mean()) - 4,
-            model_parameters=1000,
-            active_units=5,
-            published={"value": 86.76, "source": "IWAE", "differs": "n/a"},
-            history={"val_elbo": [-200.0, -180.0, -170.0], "seconds": [1.0, 2.0, 3.0]},
-        ),
-        {},
-        str(folder / "results"),
-        test_nll=nll,
-    )
-    return nll.astype(np.float32)
 
 
 def test_pyro_vae_writes_its_checks_and_comparison_and_reloads(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("VAE_BATCH_RUN", "1")  # as run_all.py: one summary line, no progress bar
-    basic_nll = write_fake_basic_vae(tmp_path, np.random.default_rng(0))
-    results = run_small("Pyro_VAE.ipynb", tmp_path)
+    results = small_run("Pyro_VAE.ipynb", tmp_path)  # beside made-up Basic_VAE results
+    basic_nll = np.load(tmp_path / "results" / "basic_vae_test_nll.npy")
 
     published = results["published"]
     assert published["value"] == 86.76 and "IWAE" in published["source"] and published["differs"]

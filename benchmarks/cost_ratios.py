@@ -1,0 +1,159 @@
+"""What an epoch and the test NLL of each model cost, as ratios to the Basic VAE's, measured back to
+back in one process.
+
+"The same compute" for two models is a claim about a cost ratio. Wall clocks of runs made at
+different hours cannot carry it (the Basic VAE's identical run took 222, 287 and 445 s of training
+on this 2-core machine), so this benchmark times each model's training step and NLL evaluation in
+turn, in rounds, and keeps each model's best round: a burst of other work hurts every model alike.
+
+Every model is built from its notebook's own copyable cells with the defaults of its parameters
+cell (so the benchmark cannot drift from the lessons), untrained: the cost depends on the shapes.
+A training step is a batch of `batch_size` random binary images through the objective, backward
+and Adam; the NLL is the protocol's importance-sampled estimate, k = 1000 per image. It prints, per
+model, the seconds of one epoch (50,000 images) and of the test NLL (10,000 images), each scaled from
+what was timed, the ratios to the Basic VAE, and the epochs that match the Basic VAE's training
+budget; with `--write` it writes the ratios to `results/cost_ratios.json`, which the Comparison's
+league table shows.
+
+    python benchmarks/cost_ratios.py --write    # about 2 minutes on a 2-core CPU (make costs)
+    python benchmarks/cost_ratios.py --quick    # a smoke test: a few seconds
+
+Run it with the machine to itself.
+"""
+
+import argparse
+import ast
+import json
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+import shared_utils as su  # noqa: E402
+
+
+def notebook_defaults(notebook: Path) -> dict:
+    """The values of the notebook's parameters cell: its defaults."""
+    cells = json.loads(notebook.read_text())["cells"]
+    source = next("".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", []))
+    defaults: dict = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            defaults[node.targets[0].id] = ast.literal_eval(node.value)
+    return defaults
+
+
+def notebook_cells(notebook: Path) -> dict:
+    """The namespace of the notebook's copyable cells (its model classes and objectives)."""
+    namespace: dict = {}
+    exec(compile("\n\n".join(su.copyable_cells(notebook)), str(notebook), "exec"), namespace)
+    return namespace
+
+
+# notebook: (build the model from (cells, defaults), its training objective(model, x))
+MODELS = {
+    "Basic_VAE": (
+        lambda c, p: c["VAE"](p["hidden_sizes"], p["latent_dim"]),
+        lambda c, p: partial(c["elbo_objective"], kl_form=p["kl_form"]),
+    ),
+    "IWAE": (
+        lambda c, p: c["VAE"](p["hidden_sizes"], p["latent_dim"]),
+        lambda c, p: partial(c["iwae_objective"], k=p["train_samples"], estimator=p["gradient_estimator"]),
+    ),
+    "IAF_VAE": (
+        lambda c, p: c["IAFVAE"](
+            p["hidden_sizes"], p["latent_dim"], p["flow_steps"], p["flow_hidden_size"], p["context_size"]
+        ),
+        lambda c, p: c["elbo_objective"],
+    ),
+    "VampPrior_VAE": (
+        lambda c, p: c["VampPriorVAE"](p["hidden_sizes"], p["latent_dim"], p["n_pseudo_inputs"]),
+        lambda c, p: c["elbo_objective"],
+    ),
+    "Hierarchical_VAE": (
+        lambda c, p: c["HierarchicalVAE"]("top_down", p["hidden_sizes"], p["latent_sizes"]),
+        lambda c, p: partial(
+            c["hierarchical_objective"], schedule={"kl_weight": 1.0, "free_bits": p["free_bits"]}
+        ),
+    ),
+}
+
+
+def time_training(model, objective, x, batch_size) -> float:
+    """Seconds per image of training steps over x."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    for first in range(0, len(x), batch_size):
+        loss, _ = objective(model, x[first : first + batch_size])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - start) / len(x)
+
+
+def time_nll(model, log_weights, x) -> float:
+    """Seconds per image of the importance-sampled NLL with k = 1000."""
+    model.eval()
+    start = time.perf_counter()
+    su.importance_sampled_nll(partial(log_weights, model), x, k=1000)
+    model.train()
+    return (time.perf_counter() - start) / len(x)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train-images", type=int, default=5120, help="images of training steps per round")
+    parser.add_argument("--nll-images", type=int, default=40, help="test images of the NLL per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="a smoke test: tiny counts, one round")
+    parser.add_argument("--write", action="store_true", help="write the ratios to results/cost_ratios.json")
+    parser.add_argument("--results-dir", default=str(REPO / "results"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.train_images, args.nll_images, args.rounds = 256, 2, 1
+    for name in ("train_images", "nll_images", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+
+    torch.manual_seed(0)
+    models = {}
+    for name, (build, objective) in MODELS.items():
+        cells, defaults = notebook_cells(REPO / f"{name}.ipynb"), notebook_defaults(REPO / f"{name}.ipynb")
+        model = build(cells, defaults)
+        models[name] = (model, objective(cells, defaults), cells["log_importance_weights"], defaults)
+    x = torch.rand(max(args.train_images, args.nll_images), 784).bernoulli()
+    for model, objective, log_weights, defaults in models.values():  # warm-up, untimed: first calls are slow
+        time_training(model, objective, x[: 2 * defaults["batch_size"]], defaults["batch_size"])
+        time_nll(model, log_weights, x[:1])
+    best = {name: [float("inf"), float("inf")] for name in models}
+    for _ in range(args.rounds):  # interleaved: every model sees the same state of the machine
+        for name, (model, objective, log_weights, defaults) in models.items():
+            train = time_training(model, objective, x[: args.train_images], defaults["batch_size"])
+            nll = time_nll(model, log_weights, x[: args.nll_images])
+            best[name] = [min(best[name][0], train), min(best[name][1], nll)]
+
+    basic_train, basic_nll = best["Basic_VAE"]
+    basic_epochs = models["Basic_VAE"][3]["epochs"]
+    print(f"{torch.get_num_threads()} threads; best of {args.rounds} rounds; "
+          f"{args.train_images} training images and {args.nll_images} NLL images per round")  # fmt: skip
+    print(f"{'model':18} {'s / epoch':>9} {'ratio':>6} {'NLL min':>8} {'ratio':>6} "
+          f"{'epochs at Basic budget':>22} {'default epochs':>14}")  # fmt: skip
+    ratios = {}
+    for name, (train, nll) in best.items():
+        ratios[name] = {"epoch": train / basic_train, "nll": nll / basic_nll}
+        matched = basic_epochs * basic_train / train
+        print(f"{name:18} {train * 50000:9.2f} {ratios[name]['epoch']:6.2f} {nll * 10000 / 60:8.2f} "
+              f"{ratios[name]['nll']:6.2f} {matched:22.0f} {models[name][3]['epochs']:14d}")  # fmt: skip
+    if args.write:  # keyed by the results name each notebook writes under
+        path = Path(args.results_dir) / "cost_ratios.json"
+        path.write_text(json.dumps({name.lower(): r for name, r in ratios.items()}, indent=2) + "\n")
+        print("wrote", path)
+    return ratios
+
+
+if __name__ == "__main__":
+    main()
