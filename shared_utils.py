@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 # ---------------------------------------------------------------------------------------------
 # Data
@@ -599,6 +600,81 @@ def paired_difference(nll_a, nll_b) -> dict:
     return {"mean": diff.mean().item(), "stderr": standard_error(diff), "images": len(diff)}
 
 
+# Inpainting: every model scores the same completions. The missing pixels of the first
+# INPAINTING_IMAGES test images under three fixed masks, as -log p(x_missing | x_observed) in nats.
+INPAINTING_MASKS = ("bottom_half", "centre_square", "random_80")
+INPAINTING_IMAGES = 1000
+INPAINTING_SEED = 2014
+
+
+def inpainting_masks(n_images: int, seed: int = INPAINTING_SEED) -> dict:
+    """The shared masks of the first n_images test images, (n_images, 784) booleans, True where a
+    pixel is missing: the bottom 14 rows, the centre 14 x 14 square, and 80% of the pixels (627)
+    at random, a different draw for each image, the same for a prefix whatever n_images is."""
+    check_parameters(n_images=n_images)
+    grid = torch.zeros(28, 28, dtype=torch.bool)
+    bottom_half, centre_square = grid.clone(), grid.clone()
+    bottom_half[14:] = True
+    centre_square[7:21, 7:21] = True
+    ranks = torch.rand(n_images, 784, generator=torch.Generator().manual_seed(seed)).argsort(1).argsort(1)
+    fixed = {"bottom_half": bottom_half, "centre_square": centre_square}
+    masks = {name: mask.flatten().expand(n_images, -1).clone() for name, mask in fixed.items()}
+    masks["random_80"] = ranks < round(0.8 * 784)
+    return {name: masks[name] for name in INPAINTING_MASKS}
+
+
+@torch.no_grad()
+def conditional_nll(sample_fn, x: torch.Tensor, missing: dict, k: int, max_rows: int = 1000) -> dict:
+    """-log p(x_missing | x_observed) = log p(x_observed) - log p(x) for each mask, in nats.
+
+    `sample_fn(x_batch, n)` draws n codes z ~ q(z | x) per image and returns the decoder's Bernoulli
+    logits, (n, batch, 784), and log p(z) - log q(z | x), (n, batch). The same draws estimate both
+    likelihoods: p(x | z) weighs all pixels, p(x_observed | z) only the observed ones (the
+    missing pixels integrate out of a factorised decoder). Any proposal gives an unbiased estimate
+    of p(x_observed), but q(z | x) has seen the missing pixels and is narrower than
+    p(z | x_observed), so at finite k the log-estimate of p(x_observed) is the more biased one.
+    Returns {"nll": -log p(x), mask: -log p(x_missing | x_observed)}, each with mean, stderr,
+    per_image.
+    """
+    if k < 1:
+        raise ValueError(f"conditional_nll needs k >= 1 importance samples, got {k}.")
+    for name, mask in missing.items():
+        if mask.shape != x.shape or mask.dtype != torch.bool:
+            raise ValueError(
+                f"mask {name!r} is {tuple(mask.shape)} {mask.dtype}; it must be a boolean tensor shaped "
+                f"like x, {tuple(x.shape)} (su.inpainting_masks(len(x)) makes the shared ones)."
+            )
+    images_per_call, samples_per_call = max(1, max_rows // k), min(k, max_rows)
+    per_image = {name: [] for name in ["nll", *missing]}
+    for first in range(0, len(x), images_per_call):
+        batch = slice(first, first + images_per_call)
+        xb = x[batch]
+        observed = {name: ~mask[batch].to(x.device) for name, mask in missing.items()}
+        log_w = {name: [] for name in per_image}
+        for s in range(0, k, samples_per_call):
+            logits, log_prior_ratio = sample_fn(xb, min(samples_per_call, k - s))
+            log_px_z = -F.binary_cross_entropy_with_logits(logits, xb.expand_as(logits), reduction="none")
+            log_w["nll"].append(log_px_z.sum(-1) + log_prior_ratio)
+            for name, keep in observed.items():
+                log_w[name].append((log_px_z * keep).sum(-1) + log_prior_ratio)
+        log_p = {name: log_mean_exp(torch.cat(w).double(), dim=0) for name, w in log_w.items()}
+        per_image["nll"].append(-log_p["nll"])
+        for name in missing:
+            per_image[name].append(log_p[name] - log_p["nll"])
+    out = {}
+    for name, values in per_image.items():
+        values = torch.cat(values).cpu()
+        out[name] = {"mean": values.mean().item(), "stderr": standard_error(values), "per_image": values}
+    return out
+
+
+def score_inpainting(sample_fn, test_x: torch.Tensor, k: int) -> dict:
+    """conditional_nll on the protocol's images and masks: the first INPAINTING_IMAGES test images
+    (fewer when test_x is shorter) under inpainting_masks."""
+    x = test_x[:INPAINTING_IMAGES]
+    return conditional_nll(sample_fn, x, inpainting_masks(len(x)), k)
+
+
 def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Mean over the data of KL(N(mu, exp(logvar)) || N(0, 1)) for each latent dimension."""
     return (0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)).mean(0)
@@ -666,13 +742,16 @@ def write_results(
     results_dir: str = "results",
     test_nll=None,
     prior_samples=None,
+    inpainting=None,
 ) -> Path:
     """Write results/<name>.json with the keys every notebook shares, the parameters used and
     the library versions; numbers must be finite, likelihood keys may be None where undefined.
 
     `test_nll` (per-image test NLLs, in test-set order) goes to results/<name>_test_nll.npy and
     `prior_samples` (PRIOR_SAMPLES images of pixel probabilities) to <name>_prior_samples.npy,
-    both float32, so models can be compared image by image and drawn on one grid.
+    both float32, so models can be compared image by image and drawn on one grid. `inpainting`
+    ({mask: per-image conditional NLLs} for every INPAINTING_MASKS) goes to
+    <name>_inpainting_nll.npy, one row per mask in INPAINTING_MASKS order.
     """
     missing = [key for key in REQUIRED_RESULT_KEYS if key not in metrics]
     if missing:
@@ -695,6 +774,13 @@ def write_results(
             raise ValueError(f"write_results({name!r}): the per-image test NLLs are not all finite.")
     if prior_samples is not None:
         arrays["prior_samples"] = _as_float32(prior_samples).reshape(-1, 784)
+    if inpainting is not None:
+        if set(inpainting) != set(INPAINTING_MASKS):
+            raise ValueError(f"write_results({name!r}): inpainting needs the masks {INPAINTING_MASKS}.")
+        rows = [_as_float32(inpainting[mask]).reshape(-1) for mask in INPAINTING_MASKS]
+        arrays["inpainting_nll"] = np.stack(rows)
+        if not np.isfinite(arrays["inpainting_nll"]).all():
+            raise ValueError(f"write_results({name!r}): the inpainting NLLs are not all finite.")
     folder = Path(results_dir)
     for suffix, array in arrays.items():
         buffer = io.BytesIO()
@@ -710,10 +796,15 @@ _OUTPUT_FOLDERS = ("images_dir", "results_dir", "checkpoint_dir")
 
 
 def save_results(name, parameters, model, history, train_seconds, nll, test_elbo, published, prior_samples,
-                 **extra) -> Path:  # fmt: skip
+                 inpainting=None, **extra) -> Path:  # fmt: skip
     """write_results for a trained model in one call: the shared keys come from the run (its
     parameters, the model, the history, the test NLL dict of importance_sampled_nll), `extra` adds
-    the notebook's own; results go to parameters["results_dir"]."""
+    the notebook's own; results go to parameters["results_dir"]. `inpainting` is conditional_nll's
+    dict (or an exact one of the same shape): its means go to `inpainting_nll_nats`."""
+    if inpainting is not None:
+        extra["inpainting_nll_nats"] = {m: {"mean": inpainting[m]["mean"], "stderr": inpainting[m]["stderr"]}
+                                        for m in INPAINTING_MASKS}  # fmt: skip
+        extra["inpainting_images"] = len(inpainting[INPAINTING_MASKS[0]]["per_image"])
     metrics = dict(
         dataset=parameters["dataset"],
         seed=parameters["seed"],
@@ -734,9 +825,11 @@ def save_results(name, parameters, model, history, train_seconds, nll, test_elbo
     # Where this run wrote is no property of its result (and would put this machine's paths in it).
     recorded = {key: value for key, value in parameters.items() if key not in _OUTPUT_FOLDERS}
     folder = parameters.get("results_dir", "results")
+    per_image = None if inpainting is None else {m: inpainting[m]["per_image"] for m in INPAINTING_MASKS}
     return write_results(
-        name, metrics, recorded, folder, test_nll=nll["per_image"], prior_samples=prior_samples
-    )
+        name, metrics, recorded, folder, test_nll=nll["per_image"], prior_samples=prior_samples,
+        inpainting=per_image,
+    )  # fmt: skip
 
 
 @torch.no_grad()
@@ -762,6 +855,17 @@ def copyable_cells(notebook: str | os.PathLike) -> list[str]:
     tagged = [c for c in cells if set(COPYABLE_ROLES) & set(c["metadata"].get("tags", []))]
     sources = ["".join(c["source"]) for c in tagged if c["cell_type"] == "code"]
     return [source for source in sources if all(isinstance(n, definitions) for n in ast.parse(source).body)]
+
+
+def load_cells(notebook: str | os.PathLike):
+    """Another notebook's copyable cells (its model classes, objectives, samplers) run into a
+    namespace: reuse a model as that notebook teaches it, e.g. load_cells("Basic_VAE.ipynb").VAE."""
+    import types
+
+    namespace: dict = {}
+    exec(compile("\n\n".join(copyable_cells(notebook)), str(notebook), "exec"), namespace)
+    del namespace["__builtins__"]
+    return types.SimpleNamespace(**namespace)
 
 
 def _as_float32(values) -> np.ndarray:
