@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.distributions import Normal
 
 # ---------------------------------------------------------------------------------------------
 # Data
@@ -666,6 +667,15 @@ def conditional_nll(sample_fn, x: torch.Tensor, missing: dict, k: int, max_rows:
         values = torch.cat(values).cpu()
         out[name] = {"mean": values.mean().item(), "stderr": standard_error(values), "per_image": values}
     return out
+
+
+# Basic_VAE's sampler of the posterior, word for word: the sample_fn of every VAE with a N(0, I) prior.
+def posterior_samples(model, x, k):
+    """k codes z ~ q(z | x) per image: the decoder's logits, (k, batch, 784), and log p(z) - log q(z | x)."""
+    mu, logvar = model.encode(x)
+    q = Normal(mu, (0.5 * logvar).exp())
+    z = q.sample((k,))
+    return model.decode(z), Normal(0.0, 1.0).log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
 
 
 def score_inpainting(sample_fn, test_x: torch.Tensor, k: int) -> dict:

@@ -31,6 +31,14 @@ def test_basic_vae_writes_its_results_and_a_static_traversal(tmp_path, monkeypat
     prior = np.load(tmp_path / "results" / "basic_vae_prior_samples.npy")
     assert prior.shape == (16, 784) and 0 <= prior.min() and prior.max() <= 1
 
+    # the inpainting scores: one row per shared mask, each conditional NLL below the image's NLL
+    inpainting = np.load(tmp_path / "results" / "basic_vae_inpainting_nll.npy")
+    assert inpainting.shape == (3, COMMON["test_size"])
+    assert results["inpainting_images"] == COMMON["test_size"]
+    for row, mask in zip(inpainting, ("bottom_half", "centre_square", "random_80"), strict=True):
+        assert results["inpainting_nll_nats"][mask]["mean"] == pytest.approx(row.mean(), rel=1e-5)
+        assert (0 < row).all() and (row < test_nll).all()
+
     assert (tmp_path / "images" / "basic_vae_latent_traversal.png").stat().st_size > 2000
     executed = json.loads(next(tmp_path.glob("run-*-Basic_VAE.ipynb")).read_text())
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]

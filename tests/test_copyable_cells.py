@@ -69,3 +69,11 @@ def test_basic_vae_teaches_the_loop_the_others_import():
     loops = [c for c in cells if "def train(" in "".join(c["source"])]
     assert len(loops) == 1 and "train" in loops[0]["metadata"]["tags"]
     assert "".join(loops[0]["source"]).strip() == inspect.getsource(su.train).strip()
+
+
+def test_basic_vae_teaches_the_posterior_sampler_the_others_import():
+    """Basic_VAE's posterior_samples cell (the inpainting scores' sample_fn) is su.posterior_samples."""
+    cells = json.loads((REPO / "Basic_VAE.ipynb").read_text())["cells"]
+    samplers = [c for c in cells if "def posterior_samples(" in "".join(c["source"])]
+    assert len(samplers) == 1 and "model" in samplers[0]["metadata"]["tags"]
+    assert "".join(samplers[0]["source"]).strip() == inspect.getsource(su.posterior_samples).strip()

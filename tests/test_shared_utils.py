@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import REPO, SHARED_DATA
 from torch.distributions import Normal
 
 import shared_utils as su
@@ -704,3 +704,33 @@ def test_save_results_writes_the_shared_keys_from_the_run(tmp_path):
     assert np.load(tmp_path / "m_test_nll.npy").tolist() == [89, 91]
     prior = su.decode_prior_samples(lambda z: z @ torch.zeros(4, 784), 4, seed=0)
     assert prior.shape == (16, 784) and torch.all(prior == 0.5)
+
+
+def test_results_carry_the_inpainting_scores_one_row_per_mask(tmp_path):
+    scores = {mask: torch.tensor([10.0 + i, 20.0 + i]) for i, mask in enumerate(su.INPAINTING_MASKS)}
+    su.write_results("demo", good_metrics(), {}, str(tmp_path), inpainting=scores)
+    saved = np.load(tmp_path / "demo_inpainting_nll.npy")
+    assert saved.dtype == np.float32 and saved.tolist() == [[10, 20], [11, 21], [12, 22]]
+    with pytest.raises(ValueError, match="needs the masks"):
+        su.write_results("other", good_metrics(), {}, str(tmp_path), inpainting={"bottom_half": [1.0]})
+    broken = {**scores, "random_80": torch.tensor([1.0, float("inf")])}
+    with pytest.raises(ValueError, match="inpainting NLLs are not all finite"):
+        su.write_results("other", good_metrics(), {}, str(tmp_path), inpainting=broken)
+    assert not list(tmp_path.glob("other*")), "a refused results file left something on disk"
+
+    model, history = torch.nn.Linear(2, 3), {"seconds": [1.0]}
+    nll = {"mean": 90.0, "stderr": 0.5, "per_image": torch.tensor([89.0, 91.0])}
+    parameters = dict(dataset="mnist", seed=0, nll_samples=10, results_dir=str(tmp_path))
+    published = {"value": None, "source": "none", "differs": ""}
+    inpainting = {m: {"mean": v.mean().item(), "stderr": 0.5, "per_image": v} for m, v in scores.items()}
+    path = su.save_results("m", parameters, model, history, 1.0, nll, -95.0, published, None, inpainting)
+    written = json.loads(path.read_text())
+    assert written["inpainting_nll_nats"]["centre_square"] == {"mean": 16.0, "stderr": 0.5}
+    assert written["inpainting_images"] == 2 and np.load(tmp_path / "m_inpainting_nll.npy").shape == (3, 2)
+
+
+def test_load_cells_runs_a_notebooks_copyable_cells():
+    basic = su.load_cells(REPO / "Basic_VAE.ipynb")
+    model = basic.VAE([8], 2)
+    logits, log_ratio = basic.posterior_samples(model, torch.rand(3, 784).bernoulli(), 5)
+    assert logits.shape == (5, 3, 784) and log_ratio.shape == (5, 3)
