@@ -685,6 +685,13 @@ def score_inpainting(sample_fn, test_x: torch.Tensor, k: int) -> dict:
     return conditional_nll(sample_fn, x, inpainting_masks(len(x)), k)
 
 
+def format_inpainting(scores: dict) -> str:
+    """One line per shared mask: its conditional NLL, mean ± standard error over the images."""
+    lines = [f"-log p(missing | observed), {mask:13s} {scores[mask]['mean']:6.2f} ± "
+             f"{scores[mask]['stderr']:.2f} nats" for mask in INPAINTING_MASKS]  # fmt: skip
+    return "\n".join(lines)
+
+
 def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Mean over the data of KL(N(mu, exp(logvar)) || N(0, 1)) for each latent dimension."""
     return (0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)).mean(0)
