@@ -21,3 +21,13 @@ NOT_YET_REWORKED: dict[str, str] = {}
 # Notebooks not yet reworked into lecture shape (issue 17, "Lectures, not harnesses"): the shape
 # test prints their measures and skips them, saying why. Empty when all are lectures.
 NOT_YET_IN_LECTURE_SHAPE: dict[str, str] = {}
+
+# Notebooks with a likelihood that do not score inpainting yet (issue 19), with the reason.
+NOT_YET_SCORING_INPAINTING: dict[str, str] = {
+    name: "its scoring cell waits on branch next-runs for the full rerun with seeds (issue 21)"
+    for name in ("Autoencoder_vs_VAE.ipynb", "Beta_VAE.ipynb", "Conv_VAE.ipynb", "IAF_VAE.ipynb",
+                 "IWAE.ipynb", "Lagrangian_VAE.ipynb", "Pyro_VAE.ipynb", "VampPrior_VAE.ipynb")
+}  # fmt: skip
+NOT_YET_SCORING_INPAINTING["MADE.ipynb"] = "exact only under orderings it was trained on (Inpainting.ipynb)"
+# No likelihood to condition: VQ_VAE's number is an upper bound; Comparison reads results.
+NO_INPAINTING_SCORE = {"VQ_VAE.ipynb": "an upper bound, not a likelihood", "Comparison.ipynb": "no model"}

@@ -46,6 +46,9 @@ def write_fake_results(folder, rng):
             test_nll=nll,
             prior_samples=rng.random((16, 784)),
         )
+    scores = {m: {"mean": 30.0 + i, "stderr": 0.5} for i, m in enumerate(su.INPAINTING_MASKS)}
+    path = folder / "results" / "conv_vae.json"  # one model scores inpainting, the others not yet
+    path.write_text(json.dumps({**json.loads(path.read_text()), "inpainting_nll_nats": scores}))
     for seed, nll in ((1, 91.3), (2, 91.1)):
         record = json.loads((folder / "results" / "basic_vae.json").read_text())
         (folder / "results" / f"basic_vae_seed{seed}.json").write_text(
@@ -87,6 +90,16 @@ def test_comparison_reads_results_and_finds_the_known_differences(tmp_path, monk
     assert rows["conv_vae"][:2] == ["20.90", "75.90"] and rows["made"][:2] == ["0.00", f"{made_nll:.2f}"], (
         rows
     )
+    # The league table's inpainting columns: the scores where a model wrote them, n/a elsewhere.
+    table = json.loads((tmp_path / "Comparison.ipynb").read_text())
+    markdown = "".join(
+        "".join(o["data"]["text/markdown"]) for c in table["cells"] for o in c.get("outputs", [])
+        if "text/markdown" in o.get("data", {})
+    )  # fmt: skip
+    conv_row = next(line for line in markdown.splitlines() if line.startswith("| conv_vae "))
+    assert "| 30.00 | 31.00 | 32.00 |" in conv_row, conv_row
+    made_row = next(line for line in markdown.splitlines() if line.startswith("| made "))
+    assert "| n/a | n/a | n/a |" in made_row, made_row
     for figure in ("paired_differences", "learning_curves", "rate_distortion", "prior_samples"):
         assert (tmp_path / "images" / f"comparison_{figure}.png").stat().st_size > 5000
 

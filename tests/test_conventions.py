@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from conftest import NOT_YET_REWORKED, REPO
+from conftest import NO_INPAINTING_SCORE, NOT_YET_REWORKED, NOT_YET_SCORING_INPAINTING, REPO
 
 import run_all
 
@@ -117,3 +117,19 @@ def test_strip_volatile_removes_timestamps_and_paths(tmp_path, monkeypatch):
     }
     assert "".join(stripped["cells"][0]["outputs"][0]["text"]) == "wrote results/a.json\n"
     assert stripped["metadata"]["kernelspec"] == {"name": "python3"}
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_every_likelihood_scores_the_shared_inpainting_masks(notebook):
+    """A notebook that saves a model's results scores the inpainting masks with the shared helper and
+    writes them with its results, unless listed, with its reason, in tests/conftest.py."""
+    cells = json.loads((REPO / notebook).read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    if "su.save_results(" not in code or notebook in NO_INPAINTING_SCORE:
+        return
+    call = code[code.index("su.save_results(") :].split("\n)")[0]  # up to the call's closing line
+    scores = "su.score_inpainting(" in code and "inpainting" in call
+    if notebook in NOT_YET_SCORING_INPAINTING:
+        assert not scores, f"{notebook} scores inpainting now: remove it from NOT_YET_SCORING_INPAINTING"
+    else:
+        assert scores, f"{notebook} saves results without su.score_inpainting(...) passed to su.save_results"
