@@ -60,6 +60,18 @@ SMALL_PARAMETERS = {
             "prior_epochs": 1,
         },
     ),
+    "SemiSupervised_VAE.ipynb": (
+        "semisupervised_vae",
+        {
+            "hidden_sizes": [32],
+            "latent_dim": 4,
+            "label_draws": 2,
+            "m1m2_epochs": 1,
+            "m1m2_hidden_sizes": [32],
+            "m1m2_latent_dim": 4,
+            "m1_epochs": 1,
+        },
+    ),
     "Beta_VAE.ipynb": (
         "beta_vae",
         {
@@ -87,6 +99,7 @@ OTHER_TRAINING = {
     "Beta_VAE.ipynb": ("beta", 3.0),
     "Hierarchical_VAE.ipynb": ("free_bits", 0.5),
     "VQ_VAE.ipynb": ("commitment_cost", 0.5),
+    "SemiSupervised_VAE.ipynb": ("alpha_over_n", 0.2),
 }
 
 
