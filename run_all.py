@@ -78,6 +78,7 @@ READS = {
         "IAF_VAE.ipynb",
         "IWAE.ipynb",
         "Pyro_VAE.ipynb",
+        "SemiSupervised_VAE.ipynb",
         "VampPrior_VAE.ipynb",
         "VQ_VAE.ipynb",
     )
