@@ -49,6 +49,8 @@ GALLERY = {
     "hierarchical_vae": ["hierarchical_vae_rate_per_dimension", "hierarchical_vae_samples_by_top_code"],
     "vq_vae": ["vq_vae_codebook_usage", "vq_vae_samples"],
     "pyro_vae": ["pyro_vae_digit_reconstructions", "pyro_vae_tsne"],
+    "semisupervised_vae": ["semisupervised_vae_analogies", "semisupervised_vae_samples"],
+    "inpainting": ["inpainting_completions", "inpainting_chains"],
     "comparison": ["comparison_paired_differences", "comparison_rate_distortion", "comparison_prior_samples"],
 }
 
