@@ -86,6 +86,7 @@ READS = {
     )
 }
 READS["Beta_VAE.ipynb"] = {"Basic_VAE.ipynb", "Lagrangian_VAE.ipynb"}  # its reference points
+READS["Inpainting.ipynb"] = {"Basic_VAE.ipynb", "MADE.ipynb"}  # their checkpoints
 
 
 def waits_for(path: Path, chosen: set[Path]) -> set[Path]:

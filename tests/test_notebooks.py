@@ -47,6 +47,21 @@ SMALL_PARAMETERS = {
         "hierarchical_vae",
         {"hidden_sizes": [32, 16], "latent_sizes": [8, 4], "warmup_epochs": 2, "sweep_images": 50},
     ),
+    "Inpainting.ipynb": (
+        "inpainting",
+        {
+            "hidden_sizes": [64, 64],
+            "latent_dim": 8,
+            "made_hidden_sizes": [32],
+            "n_masks": 2,
+            "made_epochs": 2,
+            "finetune_steps": 20,
+            "orderings": 2,
+            "bias_k": [5, 20],
+            "study_images": 20,
+            "gibbs_iterations": 10,
+        },
+    ),
     "VQ_VAE.ipynb": (
         "vq_vae",
         {
@@ -98,6 +113,7 @@ OTHER_TRAINING = {
     "VampPrior_VAE.ipynb": ("pseudo_input_init", "noise"),
     "Beta_VAE.ipynb": ("beta", 3.0),
     "Hierarchical_VAE.ipynb": ("free_bits", 0.5),
+    "Inpainting.ipynb": ("train_size", 500),  # in each of its three checkpoints
     "VQ_VAE.ipynb": ("commitment_cost", 0.5),
     "SemiSupervised_VAE.ipynb": ("alpha_over_n", 0.2),
 }
