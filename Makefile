@@ -1,6 +1,6 @@
 # make all   : install into .venv, run every notebook, regenerate images/, results/ and the README tables
 #              one at a time; with 8+ cores, .venv/bin/python run_all.py --jobs 4 runs four side by side
-# make test  : install into .venv, run the tests (about 7 minutes on 2 CPU cores)
+# make test  : install into .venv, run the tests (about 11 minutes on 2 CPU cores)
 # make lint  : ruff on the Python files and the notebooks
 # make seeds : Basic_VAE with seeds 1 and 2 into results/basic_vae_seed<N>.* (the seed-to-seed spread)
 # make recipes : the Basic VAE's recipe frontier into results/basic_vae_recipes.json (about 30 minutes)

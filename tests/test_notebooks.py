@@ -85,6 +85,7 @@ SMALL_PARAMETERS = {
             "m1m2_hidden_sizes": [32],
             "m1m2_latent_dim": 4,
             "m1_epochs": 1,
+            "baseline_steps": 50,
         },
     ),
     "Beta_VAE.ipynb": (
