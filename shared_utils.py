@@ -881,8 +881,8 @@ def load_cells(notebook: str | os.PathLike):
 
     namespace: dict = {}
     exec(compile("\n\n".join(copyable_cells(notebook)), str(notebook), "exec"), namespace)
-    del namespace["__builtins__"]
-    return types.SimpleNamespace(**namespace)
+    # the cells' functions keep `namespace` as their globals, __builtins__ included
+    return types.SimpleNamespace(**{k: v for k, v in namespace.items() if k != "__builtins__"})
 
 
 def _as_float32(values) -> np.ndarray:

@@ -38,14 +38,6 @@ RECIPES = [
 ]
 
 
-def model_cells(notebook: Path) -> dict:
-    """The namespace of the notebook's copyable cells (VAE, elbo_objective, train, log_importance_weights)."""
-    source = "\n\n".join(su.copyable_cells(notebook))
-    namespace: dict = {}
-    exec(compile(source, str(notebook), "exec"), namespace)
-    return namespace
-
-
 def train(cells, data_x, recipe, epochs, latent_dim, seed):
     """The notebook's own training loop and ELBO objective with this recipe, validating nothing
     (recipes are scored after training, on validation images the loop never sees)."""
@@ -80,7 +72,7 @@ def main():
     out = Path(args.out)
     su.check_output_dirs(out=out.parent)
 
-    cells = model_cells(REPO / "Basic_VAE.ipynb")
+    cells = vars(su.load_cells(REPO / "Basic_VAE.ipynb"))
     data = su.load_data("mnist", None, 10000, train_size, 100, "cpu")
     val_x = data.val_x[: args.val_images]  # already the fixed binarised validation set
     done = json.loads(out.read_text())["runs"] if out.is_file() and not args.quick else []

@@ -32,13 +32,6 @@ NETWORKS = {
 }
 
 
-def model_cells(notebook: Path) -> dict:
-    """The namespace of the notebook's copyable cells (ConvVAE, log_importance_weights, ...)."""
-    namespace: dict = {}
-    exec(compile("\n\n".join(su.copyable_cells(notebook)), str(notebook), "exec"), namespace)
-    return namespace
-
-
 def nll_seconds(cells, network, x, k, onednn):
     """Seconds the importance-sampled NLL of x takes with k samples, on an untrained model."""
     torch.manual_seed(0)
@@ -64,7 +57,7 @@ def main():
     if min(args.images, args.nll_samples, args.rounds) < 1:
         parser.error("--images, --nll-samples and --rounds must be whole numbers >= 1")
 
-    cells = model_cells(REPO / "Conv_VAE.ipynb")
+    cells = vars(su.load_cells(REPO / "Conv_VAE.ipynb"))
     test_images = su.load_split("mnist", "test")[0][: args.images]
     x = su.fixed_binarization(test_images.reshape(-1, 784).float() / 255)  # binarised as the protocol does
     settings = [(name, onednn) for name in NETWORKS for onednn in (False, True)]

@@ -47,13 +47,6 @@ def notebook_defaults(notebook: Path) -> dict:
     return defaults
 
 
-def notebook_cells(notebook: Path) -> dict:
-    """The namespace of the notebook's copyable cells (its model classes and objectives)."""
-    namespace: dict = {}
-    exec(compile("\n\n".join(su.copyable_cells(notebook)), str(notebook), "exec"), namespace)
-    return namespace
-
-
 # notebook: (build the model from (cells, defaults), its training objective(model, x))
 MODELS = {
     "Basic_VAE": (
@@ -122,7 +115,8 @@ def main(argv=None) -> dict:
     torch.manual_seed(0)
     models = {}
     for name, (build, objective) in MODELS.items():
-        cells, defaults = notebook_cells(REPO / f"{name}.ipynb"), notebook_defaults(REPO / f"{name}.ipynb")
+        notebook = REPO / f"{name}.ipynb"
+        cells, defaults = vars(su.load_cells(notebook)), notebook_defaults(notebook)
         model = build(cells, defaults)
         models[name] = (model, objective(cells, defaults), cells["log_importance_weights"], defaults)
     x = torch.rand(max(args.train_images, args.nll_images), 784).bernoulli()

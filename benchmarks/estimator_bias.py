@@ -26,7 +26,6 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from cost_ratios import notebook_cells  # noqa: E402
 
 import shared_utils as su  # noqa: E402
 
@@ -103,13 +102,12 @@ def load_model(name, results_dir: Path, checkpoint_dir: Path):
     definition = state["definition"]
     if definition["seed"] != results["seed"] or definition.get("epochs") != results["epochs"]:
         return None, f"{path} is not the model behind {results_path}: run {notebook}.ipynb again"
-    cells = notebook_cells(REPO / f"{notebook}.ipynb")
+    cells = vars(su.load_cells(REPO / f"{notebook}.ipynb"))
     model = build(cells, definition)
     weights = {k[len(prefix) :]: v for k, v in state["model"].items() if k.startswith(prefix)}
     model.load_state_dict(weights)
     log_weights = (
-        cells.get("log_importance_weights")
-        or notebook_cells(REPO / "Basic_VAE.ipynb")["log_importance_weights"]
+        cells.get("log_importance_weights") or su.load_cells(REPO / "Basic_VAE.ipynb").log_importance_weights
     )
     return model.eval(), partial(log_weights, model)
 
