@@ -250,11 +250,23 @@ def fmt(value, digits: int = 2) -> str:
     return str(value)
 
 
+def over_seeds(path: Path) -> str:
+    """Mean and standard deviation of the test NLL over the default run and results/<name>_seed<N>.json,
+    with the number of seeds; "one seed" when there are no others."""
+    runs = [path, *sorted(path.parent.glob(f"{path.stem}_seed*.json"))]
+    values = [json.loads(p.read_text())["test_nll_nats"] for p in runs]
+    if len(values) < 2:
+        return "one seed"
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean:.2f} ± {sd:.2f} ({len(values)})"
+
+
 def results_table() -> str:
     rows = [
-        "| notebook | latent dim | test NLL (nats) | k | test ELBO (nats) | epochs | train time | device "
-        "| published |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| notebook | latent dim | test NLL (nats) | over seeds | k | test ELBO (nats) | epochs | train time "
+        "| device | published |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for path in sorted((REPO / "results").glob("*.json")):
         r = json.loads(path.read_text())
@@ -273,7 +285,8 @@ def results_table() -> str:
         sizes = sizes or (r["parameters"].get("n_codes") and f"{r['parameters']['n_codes']} symbols")
         latent = (" + ".join(map(fmt, sizes)) if isinstance(sizes, list) else fmt(sizes)) if sizes else "none"
         rows.append(
-            f"| {r.get('notebook', path.stem)} | {latent} | {nll} | {k} | {fmt(r['test_elbo_nats'])} "
+            f"| {r.get('notebook', path.stem)} | {latent} | {nll} | {over_seeds(path)} | {k} "
+            f"| {fmt(r['test_elbo_nats'])} "
             f"| {r['epochs']} | {r['train_seconds'] / 60:.1f} min | {r['device']} "
             f"| {reference} |"
         )

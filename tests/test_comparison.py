@@ -1,6 +1,8 @@
 """Comparison.ipynb reads results/ only: run it on results the test writes, with known differences."""
 
 import json
+import math
+import re
 
 import numpy as np
 import papermill
@@ -10,6 +12,7 @@ from conftest import REPO
 import shared_utils as su
 
 SHIFTS = {"basic_vae": 0.0, "conv_vae": 0.9, "made": -0.8, "pyro_vae": 1.9}
+SEED_OFFSETS = {"basic_vae": (0.0, 0.4, -0.1), "conv_vae": (0.0, 0.4, -0.1)}  # seed 0, then seeds 1 and 2
 
 
 def write_fake_results(folder, rng):
@@ -49,11 +52,14 @@ def write_fake_results(folder, rng):
     scores = {m: {"mean": 30.0 + i, "stderr": 0.5} for i, m in enumerate(su.INPAINTING_MASKS)}
     path = folder / "results" / "conv_vae.json"  # one model scores inpainting, the others not yet
     path.write_text(json.dumps({**json.loads(path.read_text()), "inpainting_nll_nats": scores}))
-    for seed, nll in ((1, 91.3), (2, 91.1)):
-        record = json.loads((folder / "results" / "basic_vae.json").read_text())
-        (folder / "results" / f"basic_vae_seed{seed}.json").write_text(
-            json.dumps({**record, "seed": seed, "test_nll_nats": nll})
-        )
+    for name, offsets in SEED_OFFSETS.items():  # two more seeds: the same model, shifted as a whole
+        record = json.loads((folder / "results" / f"{name}.json").read_text())
+        nll = np.load(folder / "results" / f"{name}_test_nll.npy").astype(np.float64)
+        for seed, offset in enumerate(offsets[1:], start=1):
+            np.save(folder / "results" / f"{name}_seed{seed}_test_nll.npy", (nll + offset).astype(np.float32))
+            (folder / "results" / f"{name}_seed{seed}.json").write_text(
+                json.dumps({**record, "seed": seed, "test_nll_nats": float((nll + offset).mean())})
+            )
 
 
 def run_comparison(folder):
@@ -74,16 +80,28 @@ def test_comparison_reads_results_and_finds_the_known_differences(tmp_path, monk
     monkeypatch.setenv("MPLBACKEND", "Agg")
     write_fake_results(tmp_path, np.random.default_rng(0))
     printed = run_comparison(tmp_path)
-    for name, shift in SHIFTS.items():
-        if name != "basic_vae":
-            line = next(
-                line for line in printed.splitlines() if line.startswith(f"{name} ") and "paired SE" in line
-            )
-            mean, stderr = float(line.split()[1]), float(line.split()[3])
-            assert abs(mean - shift) < 4 * stderr + 1e-9 and 0 < stderr < 0.05, line
-    seed0 = json.loads((tmp_path / "results" / "basic_vae.json").read_text())["test_nll_nats"]
-    spread = np.std([seed0, 91.3, 91.1], ddof=1)
-    assert f"seed-to-seed standard deviation: {spread:.2f} nats" in printed
+    # Seed means: each model minus the Basic VAE's seed mean, image by image, with the seed error
+    # from the pooled seed spread (Basic and Conv have three seeds, the others one).
+    results = tmp_path / "results"
+    files = {
+        n: [f"{n}_test_nll.npy", f"{n}_seed1_test_nll.npy", f"{n}_seed2_test_nll.npy"] for n in SEED_OFFSETS
+    }
+    means = {n: [np.load(results / f).astype(np.float64).mean() for f in fs] for n, fs in files.items()}
+    sd = math.sqrt(sum(np.var(m, ddof=1) for m in means.values()) / 2)
+    assert f"pooled seed-to-seed standard deviation: {sd:.2f} nats (4 degrees of freedom)" in printed
+    pattern = re.compile(
+        r"^(\w+) +([+-][\d.]+) ± ([\d.]+) seed SE \(95%: ±([\d.]+)\), ± ([\d.]+) paired SE", re.M
+    )
+    found = {m[1]: [float(v) for v in m.groups()[1:]] for m in pattern.finditer(printed)}
+    assert set(found) == set(SHIFTS) - {"basic_vae"}, found
+    for name in found:
+        mean, seed_se, half_width, image_se = found[name]
+        shift = SHIFTS[name]
+        seeds = 3 if name in SEED_OFFSETS else 1
+        expected = shift + np.mean(SEED_OFFSETS.get(name, (0.0,))) - np.mean(SEED_OFFSETS["basic_vae"])
+        assert abs(mean - expected) < 4 * max(image_se, 0.005), (name, mean, expected)
+        assert seed_se == pytest.approx(sd * math.sqrt(1 / seeds + 1 / 3), abs=0.006), (name, seed_se)
+        assert half_width == pytest.approx(2.776 * seed_se, abs=0.02), (name, half_width)  # t, 4 df
     # The rate-distortion plane: each model's rate and distortion, MADE at rate 0 with its NLL.
     made_nll = json.loads((tmp_path / "results" / "made.json").read_text())["test_nll_nats"]
     rows = {line.split()[0]: line.split()[1:] for line in printed.splitlines() if len(line.split()) == 4}

@@ -179,3 +179,10 @@ def test_a_failing_notebook_leaves_the_committed_one_as_it_was(tiny_repo, capsys
     assert executed and "this notebook is broken" in open(executed[1]).read() + open(executed[2]).read()
     assert (tiny_repo / "bad.ipynb").read_bytes() == committed
     assert "not started: a.ipynb" in captured.err, "one at a time, nothing starts after a failure"
+
+
+def test_the_readme_table_gives_the_spread_over_seeds(tmp_path):
+    for name, nll in (("a", 90.0), ("a_seed1", 91.0), ("a_seed2", 92.0), ("b", 88.0)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"test_nll_nats": nll}))
+    assert run_all.over_seeds(tmp_path / "a.json") == "91.00 ± 1.00 (3)"
+    assert run_all.over_seeds(tmp_path / "b.json") == "one seed"
