@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -257,9 +258,7 @@ def over_seeds(path: Path) -> str:
     values = [json.loads(p.read_text())["test_nll_nats"] for p in runs]
     if len(values) < 2:
         return "one seed"
-    mean = sum(values) / len(values)
-    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return f"{mean:.2f} ± {sd:.2f} ({len(values)})"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} ({len(values)})"
 
 
 def results_table() -> str:
