@@ -23,11 +23,7 @@ NOT_YET_REWORKED: dict[str, str] = {}
 NOT_YET_IN_LECTURE_SHAPE: dict[str, str] = {}
 
 # Notebooks with a likelihood that do not score inpainting yet (issue 19), with the reason.
-NOT_YET_SCORING_INPAINTING: dict[str, str] = {
-    name: "its scoring cell waits on branch next-runs for the full rerun with seeds (issue 21)"
-    for name in ("Autoencoder_vs_VAE.ipynb", "Beta_VAE.ipynb", "Conv_VAE.ipynb", "Lagrangian_VAE.ipynb",
-                 "Pyro_VAE.ipynb")
-}  # fmt: skip
+NOT_YET_SCORING_INPAINTING: dict[str, str] = {}
 NOT_YET_SCORING_INPAINTING["MADE.ipynb"] = "exact only under orderings it was trained on (Inpainting.ipynb)"
 # No likelihood to condition: VQ_VAE's number is an upper bound; Comparison reads results.
 NO_INPAINTING_SCORE = {"VQ_VAE.ipynb": "an upper bound, not a likelihood", "Comparison.ipynb": "no model"}
