@@ -2,8 +2,8 @@
 #              one at a time; with 8+ cores, .venv/bin/python run_all.py --jobs 4 runs four side by side
 # make test  : install into .venv, run the tests (about 11 minutes on 2 CPU cores)
 # make lint  : ruff on the Python files and the notebooks
-# make seeds : the Basic VAE and its variants on its network (IWAE, IAF, VampPrior) with seeds 1 and 2,
-#              into results/<name>_seed<N>.* (the seed-to-seed spread; about 65 minutes, after make all)
+# make seeds : the Basic VAE and the models on its network (IWAE, IAF, VampPrior, Pyro) with seeds 1
+#              and 2, into results/<name>_seed<N>.* (the seed-to-seed spread; about 85 minutes)
 # make recipes : the Basic VAE's recipe frontier into results/basic_vae_recipes.json (about 30 minutes)
 # make costs : each model's epoch and NLL cost as a ratio to the Basic VAE's, into results/cost_ratios.json
 # make bias  : how much k = 1000 overstates each model's NLL, into results/estimator_bias.json (after make all)
@@ -36,7 +36,7 @@ readme: $(VENV)/.installed
 
 seeds: $(VENV)/.installed
 	$(BIN)/python run_all.py --only Basic_VAE.ipynb --only IWAE.ipynb --only IAF_VAE.ipynb \
-		--only VampPrior_VAE.ipynb --seeds 1 2
+		--only VampPrior_VAE.ipynb --only Pyro_VAE.ipynb --seeds 1 2
 
 recipes: $(VENV)/.installed
 	$(BIN)/python benchmarks/basic_vae_recipes.py

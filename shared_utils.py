@@ -874,6 +874,22 @@ def copyable_cells(notebook: str | os.PathLike) -> list[str]:
     return [source for source in sources if all(isinstance(n, definitions) for n in ast.parse(source).body)]
 
 
+def notebook_defaults(notebook: str | os.PathLike) -> dict:
+    """The values its parameters cell assigns: a notebook's defaults, read without running it (so a
+    model trained by another notebook is checked against that notebook's defaults, never a copy)."""
+    import ast
+
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    tagged = ["".join(c["source"]) for c in cells if "parameters" in c["metadata"].get("tags", [])]
+    if not tagged:
+        raise ValueError(f"{notebook} has no cell tagged 'parameters': tag the cell of its defaults")
+    defaults: dict = {}
+    for node in ast.parse(tagged[0]).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            defaults[node.targets[0].id] = ast.literal_eval(node.value)
+    return defaults
+
+
 def load_cells(notebook: str | os.PathLike):
     """Another notebook's copyable cells (its model classes, objectives, samplers) run into a
     namespace: reuse a model as that notebook teaches it, e.g. load_cells("Basic_VAE.ipynb").VAE."""

@@ -10,14 +10,15 @@ import torch
 from conftest import REPO
 
 
+def run_benchmark(script, *args, timeout):
+    """Run benchmarks/<script> with args in a fresh interpreter; the finished process."""
+    command = [sys.executable, str(REPO / "benchmarks" / script), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
 def test_recipe_benchmark_runs_quick_and_writes_its_frontier(tmp_path):
     out = tmp_path / "recipes.json"
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "basic_vae_recipes.py"), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_benchmark("basic_vae_recipes.py", "--quick", "--out", str(out), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads(out.read_text())
     assert record["quick"] and record["nll_samples"] == 10 and record["val_images"] == 100
@@ -31,12 +32,7 @@ def test_recipe_benchmark_runs_quick_and_writes_its_frontier(tmp_path):
 
 
 def test_conv_nll_cost_benchmark_runs_quick_and_prints_every_setting():
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "conv_vae_nll_cost.py"), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_benchmark("conv_vae_nll_cost.py", "--quick", timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if "full test NLL about" in line]
     assert len(lines) == 4, done.stdout  # two networks, each with both kernel families
@@ -46,12 +42,7 @@ def test_conv_nll_cost_benchmark_runs_quick_and_prints_every_setting():
 
 
 def test_conv_nll_cost_benchmark_refuses_impossible_sizes():
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "conv_vae_nll_cost.py"), "--images", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_benchmark("conv_vae_nll_cost.py", "--images", "0", timeout=60)
     assert done.returncode == 2 and "--images" in done.stderr
 
 
@@ -65,18 +56,26 @@ def test_cost_ratio_benchmark_times_every_model_against_the_basic_vae(tmp_path):
     assert all(r["epoch"] > 0 and r["nll"] > 0 for r in ratios.values())
     written = json.loads((tmp_path / "cost_ratios.json").read_text())
     assert written == {name.lower(): r for name, r in ratios.items()}, "keyed by the results names"
-    # the defaults come from the notebooks' parameters cells
-    assert cost_ratios.notebook_defaults(REPO / "Basic_VAE.ipynb")["hidden_sizes"] == [256, 256]
+
+
+def test_cost_ratio_benchmark_times_a_subset_and_keeps_the_other_ratios(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import cost_ratios
+
+    (tmp_path / "cost_ratios.json").write_text(json.dumps({"iwae": {"epoch": 9.0, "nll": 9.0}, "old": {}}))
+    ratios = cost_ratios.main(["--quick", "--models", "Pyro_VAE", "--write", "--results-dir", str(tmp_path)])
+    assert set(ratios) == {"Basic_VAE", "Pyro_VAE"}, "Basic_VAE is always timed, as the unit"
+    written = json.loads((tmp_path / "cost_ratios.json").read_text())
+    assert written["iwae"] == {"epoch": 9.0, "nll": 9.0} and "old" in written, "ratios not timed are kept"
+    assert written["pyro_vae"] == ratios["Pyro_VAE"]
+    assert not list(tmp_path.glob(".*partial")), "written atomically"
 
 
 def test_cost_ratio_benchmark_refuses_impossible_counts():
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "cost_ratios.py"), "--rounds", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_benchmark("cost_ratios.py", "--rounds", "0", timeout=60)
     assert done.returncode == 2 and "--rounds" in done.stderr
+    done = run_benchmark("cost_ratios.py", "--models", "Nope_VAE", timeout=60)
+    assert done.returncode == 2 and "Nope_VAE" in done.stderr
 
 
 def test_estimator_bias_benchmark_scores_a_trained_model_at_two_k(tmp_path):

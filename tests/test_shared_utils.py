@@ -734,3 +734,18 @@ def test_load_cells_runs_a_notebooks_copyable_cells():
     model = basic.VAE([8], 2)
     logits, log_ratio = basic.posterior_samples(model, torch.rand(3, 784).bernoulli(), 5)
     assert logits.shape == (5, 3, 784) and log_ratio.shape == (5, 3)
+
+
+def test_notebook_defaults_reads_the_parameters_cell_without_running_it(tmp_path):
+    def cell(source, tags):
+        return {"cell_type": "code", "metadata": {"tags": tags}, "source": source, "outputs": []}
+
+    notebook = tmp_path / "n.ipynb"
+    parameters = cell("epochs = 7  # why\nsizes = [4, 2]\n", ["parameters"])
+    cells = [cell("raise SystemExit('not run')", []), parameters]
+    notebook.write_text(json.dumps({"cells": cells}))
+    assert su.notebook_defaults(notebook) == {"epochs": 7, "sizes": [4, 2]}
+    assert su.notebook_defaults(REPO / "Basic_VAE.ipynb")["hidden_sizes"] == [256, 256]
+    notebook.write_text(json.dumps({"cells": cells[:1]}))
+    with pytest.raises(ValueError, match="no cell tagged 'parameters'"):
+        su.notebook_defaults(notebook)
