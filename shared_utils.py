@@ -743,6 +743,11 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def write_json(path, record, indent=2) -> None:
+    """`record` as JSON at `path`, written whole or not at all (the benchmarks' results files)."""
+    _atomic_write_bytes(Path(path), (json.dumps(record, indent=indent) + "\n").encode())
+
+
 def library_versions() -> dict:
     import matplotlib
     import sklearn

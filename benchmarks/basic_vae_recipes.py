@@ -112,7 +112,7 @@ def main():
         quick=args.quick,
         runs=runs,
     )
-    su._atomic_write_bytes(out, (json.dumps(record, indent=1) + "\n").encode())
+    su.write_json(out, record, indent=1)
     print("wrote", out)
 
 

@@ -191,7 +191,7 @@ def main(argv=None) -> dict:
         path = Path(args.results_dir) / "cost_ratios.json"
         written = json.loads(path.read_text()) if path.is_file() else {}
         written.update({name.lower(): r for name, r in ratios.items()})
-        su._atomic_write_bytes(path, (json.dumps(written, indent=2) + "\n").encode())
+        su.write_json(path, written)
         print("wrote", path)
     return ratios
 

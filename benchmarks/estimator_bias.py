@@ -156,7 +156,7 @@ def main(argv=None) -> dict:
               f"drop {drop['mean']:.2f} ± {drop['stderr']:.2f} nats")  # fmt: skip
     if args.write:
         path = Path(args.results_dir) / "estimator_bias.json"
-        path.write_text(json.dumps(measured, indent=2) + "\n")
+        su.write_json(path, measured)
         print("wrote", path)
     return measured
 

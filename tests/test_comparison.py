@@ -7,7 +7,7 @@ import re
 import numpy as np
 import papermill
 import pytest
-from conftest import REPO
+from conftest import REPO, write_fake_results
 
 import shared_utils as su
 
@@ -15,39 +15,25 @@ SHIFTS = {"basic_vae": 0.0, "conv_vae": 0.9, "made": -0.8, "pyro_vae": 1.9}
 SEED_OFFSETS = {"basic_vae": (0.0, 0.4, -0.1), "conv_vae": (0.0, -0.3, 0.5)}  # seed 0, then seeds 1 and 2
 
 
-def write_fake_results(folder, rng):
+def write_fake_models(folder, rng):
     """Models whose per-image NLLs are the baseline's plus a known shift and small noise."""
     difficulty = rng.normal(91, 26, 2000)
     for name, shift in SHIFTS.items():
         nll = difficulty + shift + (rng.normal(0, 1.0, len(difficulty)) if shift else 0)
-        exact = name == "made"
-        su.write_results(
+        rate_and_distortion = {"test_kl_nats": 20.0 + shift, "test_reconstruction_nats": -(75.0 + shift)}
+        write_fake_results(
             name,
-            dict(
-                notebook=name,
-                dataset="mnist",
-                seed=0,
-                epochs=3,
-                device="cpu",
-                train_seconds=30.0,
-                test_nll_nats=float(nll.mean()),
-                test_nll_stderr=float(nll.std() / len(nll) ** 0.5),
-                nll_importance_samples=0 if exact else 1000,
-                test_elbo_nats=None if exact else -float(nll.mean()) - 4,
-                model_parameters=1000,
-                active_units=None if exact else 12,
-                test_kl_nats=None if exact else 20.0 + shift,
-                test_reconstruction_nats=None if exact else -(75.0 + shift),
-                published={"value": None, "source": "none", "differs": "n/a"},
-                history={
-                    "val_log_likelihood" if exact else "val_elbo": [-100.0, -98.0, -97.0],
-                    "seconds": [10.0, 20.0, 30.0],
-                },
-            ),  # fmt: skip
-            {},
-            str(folder / "results"),
-            test_nll=nll,
-            prior_samples=rng.random((16, 784)),
+            folder,
+            nll,
+            rng.random((16, 784)),
+            exact=name == "made",
+            train_seconds=30.0,
+            test_nll_stderr=float(nll.std() / len(nll) ** 0.5),
+            history={
+                "val_log_likelihood" if name == "made" else "val_elbo": [-100.0, -98.0, -97.0],
+                "seconds": [10.0, 20.0, 30.0],
+            },
+            **({} if name == "made" else rate_and_distortion),
         )
     scores = {m: {"mean": 30.0 + i, "stderr": 0.5} for i, m in enumerate(su.INPAINTING_MASKS)}
     path = folder / "results" / "conv_vae.json"  # one model scores inpainting, the others not yet
@@ -78,7 +64,7 @@ def run_comparison(folder):
 def test_comparison_reads_results_and_finds_the_known_differences(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    write_fake_results(tmp_path, np.random.default_rng(0))
+    write_fake_models(tmp_path, np.random.default_rng(0))
     printed = run_comparison(tmp_path)
     # Seed means: each model minus the Basic VAE's seed mean, image by image, with the seed error
     # from the pooled seed spread (Basic and Conv have three seeds, the others one).
@@ -125,7 +111,7 @@ def test_comparison_reads_results_and_finds_the_known_differences(tmp_path, monk
 def test_comparison_names_the_notebook_to_run_for_a_missing_file(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    write_fake_results(tmp_path, np.random.default_rng(1))
+    write_fake_models(tmp_path, np.random.default_rng(1))
     (tmp_path / "results" / "conv_vae.json").unlink()
     printed = run_comparison(tmp_path)
     assert "conv_vae.json is missing: run Conv_VAE.ipynb" in printed

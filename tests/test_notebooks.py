@@ -17,9 +17,8 @@ import numpy as np
 import papermill
 import pytest
 import torch
-from conftest import NOT_YET_REWORKED, REPO
+from conftest import NOT_YET_REWORKED, REPO, write_fake_results
 
-import shared_utils as su
 from shared_utils import REQUIRED_RESULT_KEYS
 
 # Every notebook accepts these; each entry below adds what makes that notebook small.
@@ -167,28 +166,16 @@ def write_fake_basic_vae(folder):
     samples, for a notebook that pairs against them."""
     rng = np.random.default_rng(0)
     nll = rng.normal(95, 20, COMMON["test_size"])
-    su.write_results(
+    write_fake_results(
         "basic_vae",
-        dict(
-            notebook="Basic_VAE",
-            dataset="mnist",
-            seed=0,
-            epochs=3,
-            device="cpu",
-            train_seconds=3.0,
-            test_nll_nats=float(nll.mean()),
-            test_nll_stderr=float(nll.std(ddof=1) / len(nll) ** 0.5),
-            nll_importance_samples=COMMON["nll_samples"],
-            test_elbo_nats=-float(nll.mean()) - 4,
-            model_parameters=1000,
-            active_units=5,
-            published={"value": 86.76, "source": "IWAE", "differs": "n/a"},
-            history={"val_elbo": [-200.0, -180.0, -170.0], "seconds": [1.0, 2.0, 3.0]},
-        ),
-        {},
-        str(folder / "results"),
-        test_nll=nll,
-        prior_samples=rng.random((16, 784), dtype=np.float32),
+        folder,
+        nll,
+        rng.random((16, 784), dtype=np.float32),
+        notebook="Basic_VAE",
+        nll_importance_samples=COMMON["nll_samples"],
+        active_units=5,
+        published={"value": 86.76, "source": "IWAE", "differs": "n/a"},
+        history={"val_elbo": [-200.0, -180.0, -170.0], "seconds": [1.0, 2.0, 3.0]},
     )
     return nll.astype(np.float32)
 
