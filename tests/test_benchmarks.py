@@ -95,6 +95,15 @@ def test_estimator_bias_benchmark_scores_a_trained_model_at_two_k(tmp_path):
     )  # k = 20: noisy
     assert json.loads((tmp_path / "results" / "estimator_bias.json").read_text()) == measured
 
+    # --models measures a subset, and --write keeps the entries of the models not measured.
+    path = tmp_path / "results" / "estimator_bias.json"
+    path.write_text(json.dumps({**measured, "iwae": {"drop": 0.5}}))
+    again = estimator_bias.main(["--quick", "--models", "basic_vae", "--write", *folders])
+    assert set(again) == {"basic_vae"} and again["basic_vae"]["k"] == [10, 100]
+    assert json.loads(path.read_text()) == {"basic_vae": again["basic_vae"], "iwae": {"drop": 0.5}}
+    with pytest.raises(SystemExit):  # an unknown model is refused before anything is scored
+        estimator_bias.main(["--quick", "--models", "Nope_VAE", *folders])
+
     # A checkpoint of another run than the results describe is not scored.
     state = torch.load(tmp_path / "checkpoints" / "basic_vae.pt", weights_only=True)
     state["definition"]["seed"] = 7
