@@ -9,11 +9,12 @@ turn, in rounds, and keeps each model's best round: a burst of other work hurts 
 Every model is built from its notebook's own copyable cells with the defaults of its parameters cell
 (so the benchmark cannot drift from the lessons), untrained: the cost depends on the shapes. A
 training step is a batch of `batch_size` random binary images through the objective, backward and
-Adam (for Pyro_VAE, SVI's step, as its notebook trains); the NLL is the protocol's
-importance-sampled estimate, k = 1000 per image. It prints, per model, the seconds of one epoch
-(50,000 images) and of the test NLL (10,000 images), each scaled from what was timed, the ratios to
-the Basic VAE, and the epochs that match the Basic VAE's training budget; with `--write` it writes
-the ratios to `results/cost_ratios.json`, which the Comparison's league table shows.
+Adam (for Pyro_VAE, SVI's step, as its notebook trains; for M2, an unlabelled batch plus the
+labelled images); the NLL is the protocol's importance-sampled estimate, k = 1000 per image. It
+prints, per model, the seconds of one epoch (50,000 images) and of the test NLL (10,000 images),
+each scaled from what was timed, the ratios to the Basic VAE, and the epochs that match the Basic
+VAE's training budget; with `--write` it writes the ratios to `results/cost_ratios.json`, which the
+Comparison's league table shows.
 
     python benchmarks/cost_ratios.py --write    # about 2 minutes on a 2-core CPU (make costs)
     python benchmarks/cost_ratios.py --models Pyro_VAE --write  # time one (and Basic), keep the rest
@@ -75,6 +76,17 @@ def pyro_log_weights(cells):
     return log_weights
 
 
+def m2_objective(cells, defaults, n_train=50_000):
+    """SemiSupervised_VAE's M2 objective as its notebook trains it: each step an unlabelled batch
+    plus all `n_labels` labelled images (random ones here: the cost depends on the shapes)."""
+    n_labels = defaults["n_labels"]
+    labels = torch.full((n_train,), -1)
+    labels[torch.randperm(n_train)[:n_labels]] = torch.arange(n_labels) % 10
+    images = torch.rand(1, 784).expand(n_train, -1)  # only the labelled rows are ever read
+    generator = torch.Generator().manual_seed(0)
+    return cells["m2_objective"](images, labels, defaults["alpha_over_n"], generator)
+
+
 # notebook: (build the model from (cells, defaults), its training step from (cells, defaults, model),
 # its log-weights from cells)
 MODELS = {
@@ -112,6 +124,11 @@ MODELS = {
         lambda c: c["log_importance_weights"],
     ),
     "Pyro_VAE": (lambda c, p: c["PyroVAE"](p["hidden_sizes"], p["latent_dim"]), svi_step, pyro_log_weights),
+    "SemiSupervised_VAE": (  # M2 on pixels
+        lambda c, p: c["M2"](784, p["hidden_sizes"], p["latent_dim"]),
+        adam_steps(m2_objective),
+        lambda c: c["log_importance_weights"],
+    ),
 }
 
 
