@@ -552,6 +552,16 @@ def train(
     return history
 
 
+def train_steps(model, objective, train_x, steps, batch_size, learning_rate, generator, desc="steps"):
+    """Exactly `steps` steps of `train`'s loop (a fine-tuning counted in steps, not epochs): one epoch
+    over `steps * batch_size` training images, train_x shuffled and repeated as often as needed, at a
+    constant learning rate and with no validation. Returns train's history."""
+    order = torch.randperm(len(train_x), generator=generator, device=generator.device).to(train_x.device)
+    images = train_x[order].repeat(math.ceil(steps * batch_size / len(train_x)), 1)[: steps * batch_size]
+    return train(model, objective, lambda model, x: {}, images, None, progress(range(1, 2), desc), batch_size,
+                 learning_rate, generator)  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------
 # Protocol: the importance-sampled likelihood and paired comparisons
 # ---------------------------------------------------------------------------------------------

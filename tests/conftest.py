@@ -24,7 +24,9 @@ NOT_YET_IN_LECTURE_SHAPE: dict[str, str] = {}
 
 # Notebooks with a likelihood that do not score inpainting yet (issue 19), with the reason.
 NOT_YET_SCORING_INPAINTING: dict[str, str] = {}
-NOT_YET_SCORING_INPAINTING["MADE.ipynb"] = "exact only under orderings it was trained on (Inpainting.ipynb)"
+
+# Notebooks whose likelihood is exact score inpainting exactly, with this call instead of su.score_inpainting.
+EXACT_INPAINTING_SCORERS = {"MADE.ipynb": "inpainting.made_inpainting_scores("}  # Inpainting.ipynb's cells
 # No likelihood to condition: VQ_VAE's number is an upper bound; Comparison reads results.
 NO_INPAINTING_SCORE = {"VQ_VAE.ipynb": "an upper bound, not a likelihood", "Comparison.ipynb": "no model"}
 

@@ -6,7 +6,13 @@ import json
 import re
 
 import pytest
-from conftest import NO_INPAINTING_SCORE, NOT_YET_REWORKED, NOT_YET_SCORING_INPAINTING, REPO
+from conftest import (
+    EXACT_INPAINTING_SCORERS,
+    NO_INPAINTING_SCORE,
+    NOT_YET_REWORKED,
+    NOT_YET_SCORING_INPAINTING,
+    REPO,
+)
 
 import run_all
 
@@ -129,8 +135,8 @@ def test_every_likelihood_scores_the_shared_inpainting_masks(notebook):
     if "su.save_results(" not in code or notebook in NO_INPAINTING_SCORE:
         return
     call = code[code.index("su.save_results(") :].split("\n)")[0]  # up to the call's closing line
-    scores = "su.score_inpainting(" in code and "inpainting" in call
+    scores = EXACT_INPAINTING_SCORERS.get(notebook, "su.score_inpainting(") in code and "inpainting" in call
     if notebook in NOT_YET_SCORING_INPAINTING:
         assert not scores, f"{notebook} scores inpainting now: remove it from NOT_YET_SCORING_INPAINTING"
     else:
-        assert scores, f"{notebook} saves results without su.score_inpainting(...) passed to su.save_results"
+        assert scores, f"{notebook} saves results without its inpainting scores passed to su.save_results"

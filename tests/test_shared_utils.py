@@ -634,6 +634,20 @@ def test_train_learns_records_each_term_and_repeats_with_the_seed():
     assert runs[0]["seconds"] == sorted(runs[0]["seconds"])
 
 
+@pytest.mark.parametrize("steps", [3, 10])  # fewer batches than one pass over x, and more
+def test_train_steps_runs_exactly_that_many_full_batches(steps):
+    x = torch.arange(40, dtype=torch.float32)[:, None].repeat(1, 784) / 40  # row i is i / 40 everywhere
+    batches = []
+
+    def counting(model, xb):
+        batches.append(len(xb))
+        return tiny_objective(model, xb)
+
+    model, generator = torch.nn.Linear(784, 784), torch.Generator().manual_seed(0)
+    history = su.train_steps(model, counting, x, steps, 8, 1e-2, generator)
+    assert batches == [8] * steps and len(history["seconds"]) == 1 and "train_log_px" in history
+
+
 def test_train_stops_on_a_nan_loss_saying_what_to_do():
     def broken(model, x):
         return torch.tensor(float("nan"), requires_grad=True), {}
