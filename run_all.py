@@ -80,6 +80,7 @@ READS = {
         "Hierarchical_VAE.ipynb",
         "IAF_VAE.ipynb",
         "IWAE.ipynb",
+        "MADE.ipynb",  # the Basic VAE's inpainting scores, printed beside its own
         "Pyro_VAE.ipynb",
         "SemiSupervised_VAE.ipynb",
         "VampPrior_VAE.ipynb",
