@@ -36,7 +36,7 @@ readme: $(VENV)/.installed
 
 seeds: $(VENV)/.installed
 	$(BIN)/python run_all.py --only Basic_VAE.ipynb --only IWAE.ipynb --only IAF_VAE.ipynb \
-		--only VampPrior_VAE.ipynb --only Pyro_VAE.ipynb --seeds 1 2
+		--only VampPrior_VAE.ipynb --only Pyro_VAE.ipynb --only SemiSupervised_VAE.ipynb --seeds 1 2
 
 recipes: $(VENV)/.installed
 	$(BIN)/python benchmarks/basic_vae_recipes.py

@@ -90,6 +90,7 @@ SMALL_PARAMETERS = {
             "hidden_sizes": [32],
             "latent_dim": 4,
             "label_draws": 2,
+            "m2_draws": 2,
             "m1m2_epochs": 1,
             "m1m2_hidden_sizes": [32],
             "m1m2_latent_dim": 4,
