@@ -3,7 +3,8 @@
 # make test  : install into .venv, run the tests (about 11 minutes on 2 CPU cores)
 # make lint  : ruff on the Python files and the notebooks
 # make seeds : the Basic VAE and the models on its network (IWAE, IAF, VampPrior, Pyro) with seeds 1
-#              and 2, into results/<name>_seed<N>.* (the seed-to-seed spread; about 85 minutes)
+#              and 2, into results/<name>_seed<N>.* (the seed-to-seed spread), and M2 on label draws
+#              1 and 2 (SemiSupervised_VAE's error bar); about 100 minutes
 # make recipes : the Basic VAE's recipe frontier into results/basic_vae_recipes.json (about 30 minutes)
 # make costs : each model's epoch and NLL cost as a ratio to the Basic VAE's, into results/cost_ratios.json
 # make bias  : how much k = 1000 overstates each model's NLL, into results/estimator_bias.json (after make all)
