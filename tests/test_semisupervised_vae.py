@@ -3,13 +3,14 @@ bounds written out, its terms, the label draw, the importance-sampled likelihood
 bound), the label protocol (bad label counts fail before training; labels other than the chosen
 ones never change the trained weights), and the notebook run small: what it wrote."""
 
+import json
 import math
 
 import pytest
 import torch
 from conftest import REPO
 from test_copyable_cells import copied_cells
-from test_notebooks import COMMON, SMALL_PARAMETERS, small_run
+from test_notebooks import COMMON, SMALL_PARAMETERS, run_small, small_run
 
 import shared_utils as su
 
@@ -141,3 +142,27 @@ def test_the_notebook_run_small_writes_its_protocol(tmp_path):
     assert results["m1"].startswith("trained here")  # no basic_vae.pt in the test's folder
     figures = {p.name for p in (tmp_path / "images").glob("semisupervised_vae_*.png")}
     assert figures == {f"semisupervised_vae_{n}.png" for n in ("training_curves", "analogies", "samples")}
+
+
+def test_a_run_with_another_seed_draws_later_labels_and_the_default_run_reads_its_m2_back(
+    tmp_path, monkeypatch
+):
+    """Seed 1's first label draw is seed 0's second (so `run_all --seeds 1 2` trains M2 on more draws),
+    and the default run, rerun from its checkpoints, reports M2 on that draw from the seed run's file,
+    matched by label indices; a file whose labels match none of its draws is left out."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    default = small_run(NOTEBOOK, tmp_path)
+    run_small(NOTEBOOK, tmp_path, seed=1, m2_draws=1, results_dir="seed1", checkpoint_dir="seed1")
+    seed_run = (tmp_path / "seed1" / "semisupervised_vae.json").read_text()  # run_all names it _seed1
+    other = json.loads(seed_run)
+    assert other["seed"] == 1 and other["label_indices"] == default["label_indices_by_draw"][1]
+    (tmp_path / "results" / "semisupervised_vae_seed1.json").write_text(seed_run)
+    stranger = {**other, "label_indices": list(range(100)), "test_error_percent": {"M2": {"per_draw": [1.0]}}}
+    (tmp_path / "results" / "semisupervised_vae_seed7.json").write_text(json.dumps(stranger))
+    rerun = run_small(NOTEBOOK, tmp_path, m2_draws=1, load_checkpoint=True)
+    m2 = {
+        "0": default["test_error_percent"]["M2"]["per_draw"][0],
+        "1": other["test_error_percent"]["M2"]["per_draw"][0],
+    }
+    assert rerun["m2_test_error_percent_by_draw"] == m2
